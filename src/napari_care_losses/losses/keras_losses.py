@@ -1,0 +1,269 @@
+"""TensorFlow implementations of the registered losses, for ``model.compile(loss=...)``.
+
+Every factory returns ``loss(y_true, y_pred) -> scalar`` on channels-last tensors
+``(batch, H, W, C)``. The definitions match :mod:`napari_care_losses.losses.reference`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from . import (
+    MSSSIM_WEIGHTS,
+    SSIM_WINDOW,
+    LossName,
+    gaussian_radius,
+    msssim_scales,
+    parse_loss_name,
+    validate_params,
+)
+
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+#: SSIM constants (Wang et al. 2004), for images scaled to [0, 1].
+SSIM_MAX_VAL, SSIM_K1, SSIM_K2 = 1.0, 0.01, 0.03
+#: Lower bound on per-scale SSIM / cs before the fractional powers of MS-SSIM.
+MSSSIM_EPS = 1e-6
+
+
+def _named(fn: LossFn, name: str) -> LossFn:
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+def _to_planes(x: tf.Tensor) -> tf.Tensor:
+    """(B, H, W, C) -> (B*C, H, W, 1): one single-channel image per plane."""
+    shape = tf.shape(x)
+    x = tf.transpose(x, [0, 3, 1, 2])
+    return tf.reshape(x, tf.stack([-1, shape[1], shape[2], 1]))
+
+
+def gaussian_kernel_1d(sigma: float, radius: int) -> np.ndarray:
+    """Normalised 1D Gaussian with taps at -radius..radius (scipy.ndimage's kernel)."""
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-(x**2) / (2.0 * sigma**2))
+    return (g / g.sum()).astype(np.float32)
+
+
+def _separable_kernels(sigma: float, radius: int) -> tuple[tf.Tensor, tf.Tensor]:
+    g = gaussian_kernel_1d(sigma, radius)
+    rows = tf.constant(g.reshape(-1, 1, 1, 1))  # filters along H
+    cols = tf.constant(g.reshape(1, -1, 1, 1))  # filters along W
+    return rows, cols
+
+
+def _conv_valid(planes: tf.Tensor, kernels: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+    rows, cols = kernels
+    out = tf.nn.conv2d(planes, rows, strides=1, padding="VALID")
+    return tf.nn.conv2d(out, cols, strides=1, padding="VALID")
+
+
+# --- pixel losses --------------------------------------------------------------------
+
+
+def laplace_loss() -> LossFn:
+    """Negative log-likelihood of a Laplace distribution (no log 2 constant)."""
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        n = y_true.shape[-1] if y_true.shape[-1] is not None else tf.shape(y_true)[-1]
+        mu, sigma = y_pred[..., :n], y_pred[..., n:]
+        y_true = tf.cast(y_true, y_pred.dtype)
+        return tf.reduce_mean(tf.abs(y_true - mu) / sigma + tf.math.log(sigma))
+
+    return _named(loss, "loss_laplace")
+
+
+def mae_loss() -> LossFn:
+    """Mean absolute error."""
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(tf.abs(y_pred - tf.cast(y_true, y_pred.dtype)))
+
+    return _named(loss, "loss_mae")
+
+
+def mse_loss() -> LossFn:
+    """Mean squared error."""
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(tf.square(y_pred - tf.cast(y_true, y_pred.dtype)))
+
+    return _named(loss, "loss_mse")
+
+
+# --- frequency losses ----------------------------------------------------------------
+
+
+def fft_loss() -> LossFn:
+    """Mean modulus of the orthonormal 2D FFT of the error (patch-size independent scale)."""
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        diff = tf.transpose(y_pred - tf.cast(y_true, y_pred.dtype), [0, 3, 1, 2])
+        shape = tf.shape(diff)
+        norm = tf.sqrt(tf.cast(shape[2] * shape[3], tf.float32))
+        spec = tf.signal.fft2d(tf.cast(diff, tf.complex64))
+        return tf.reduce_mean(tf.abs(spec)) / norm
+
+    return _named(loss, "loss_fft")
+
+
+def bandpass_loss(sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
+    """Mean absolute difference of difference-of-Gaussians (sigma1 - sigma2) images.
+
+    Gaussian blur as ``scipy.ndimage.gaussian_filter(mode="reflect", truncate=4)``;
+    by linearity the DoG is applied once, to the error.
+    """
+    filters = []
+    for sigma in (sigma1, sigma2):
+        radius = gaussian_radius(sigma)
+        filters.append((radius, _separable_kernels(sigma, radius)))
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        planes = _to_planes(y_pred - tf.cast(y_true, y_pred.dtype))
+        blurred = []
+        for radius, kernels in filters:
+            pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
+            blurred.append(_conv_valid(tf.pad(planes, pad, mode="SYMMETRIC"), kernels))
+        return tf.reduce_mean(tf.abs(blurred[0] - blurred[1]))
+
+    return _named(loss, "loss_bandpass")
+
+
+def fft_bandpass_loss(weight: float = 0.5, sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
+    """``weight * fft + (1 - weight) * bandpass``."""
+    fft, bandpass = fft_loss(), bandpass_loss(sigma1, sigma2)
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return weight * fft(y_true, y_pred) + (1.0 - weight) * bandpass(y_true, y_pred)
+
+    return _named(loss, "loss_fft_bandpass")
+
+
+# --- structural losses ---------------------------------------------------------------
+
+
+def ssim_loss() -> LossFn:
+    """``1 - mean SSIM`` via :func:`tf.image.ssim` (11-tap Gaussian window, sigma 1.5)."""
+    size, sigma = SSIM_WINDOW
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        ssim = tf.image.ssim(
+            tf.cast(y_true, y_pred.dtype), y_pred, max_val=SSIM_MAX_VAL, filter_size=size,
+            filter_sigma=sigma, k1=SSIM_K1, k2=SSIM_K2,
+        )
+        return 1.0 - tf.reduce_mean(ssim)
+
+    return _named(loss, "loss_ssim")
+
+
+def _ssim_terms(
+    x: tf.Tensor, y: tf.Tensor, kernels: tuple[tf.Tensor, tf.Tensor]
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per-plane mean SSIM and mean contrast-structure term (VALID window)."""
+    c1 = (SSIM_K1 * SSIM_MAX_VAL) ** 2
+    c2 = (SSIM_K2 * SSIM_MAX_VAL) ** 2
+    mu_x, mu_y = _conv_valid(x, kernels), _conv_valid(y, kernels)
+    var_x = _conv_valid(x * x, kernels) - mu_x * mu_x
+    var_y = _conv_valid(y * y, kernels) - mu_y * mu_y
+    cov = _conv_valid(x * y, kernels) - mu_x * mu_y
+    lum = (2.0 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
+    cs = (2.0 * cov + c2) / (var_x + var_y + c2)
+    axes = [1, 2, 3]
+    return tf.reduce_mean(lum * cs, axis=axes), tf.reduce_mean(cs, axis=axes)
+
+
+def ms_ssim(
+    y_true: tf.Tensor, y_pred: tf.Tensor, scales: int, kernels: tuple[tf.Tensor, tf.Tensor]
+) -> tf.Tensor:
+    """Mean MS-SSIM over images and channels, with ``scales`` dyadic scales."""
+    weights = np.asarray(MSSSIM_WEIGHTS[:scales], dtype=np.float64)
+    weights = (weights / weights.sum()).astype(np.float32)
+    x, y = _to_planes(y_true), _to_planes(y_pred)
+    value = 1.0
+    for j in range(scales):
+        ssim, cs = _ssim_terms(x, y, kernels)
+        term = ssim if j == scales - 1 else cs
+        value = value * tf.pow(tf.maximum(term, MSSSIM_EPS), float(weights[j]))
+        if j < scales - 1:
+            x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+            y = tf.nn.avg_pool2d(y, 2, 2, "VALID")
+    return tf.reduce_mean(value)
+
+
+def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None) -> LossFn:
+    """Zhao et al. (2017): ``alpha * (1 - MS-SSIM) + (1 - alpha) * MAE``.
+
+    The number of scales follows from ``patch_size`` (:func:`msssim_scales`); when the
+    patch size is unknown, 3 scales are used (patches must then be at least 44 px).
+    """
+    scales = msssim_scales(patch_size)
+    size, sigma = SSIM_WINDOW
+    kernels = _separable_kernels(sigma, (size - 1) // 2)
+    min_size = size * 2 ** (scales - 1)
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        y_true = tf.cast(y_true, y_pred.dtype)
+        static = [d for d in y_pred.shape[1:3] if d is not None]
+        if static and min(static) < min_size:
+            raise ValueError(
+                f"MS-SSIM with {scales} scales needs images of at least {min_size} px, "
+                f"got {tuple(y_pred.shape[1:3])}; pass patch_size to make_loss"
+            )
+        msssim = ms_ssim(y_true, y_pred, scales, kernels)
+        mae = tf.reduce_mean(tf.abs(y_pred - y_true))
+        return alpha * (1.0 - msssim) + (1.0 - alpha) * mae
+
+    return _named(loss, "loss_msssim_l1")
+
+
+def make_loss(
+    name: LossName | str, params: Mapping[str, Any] | None = None, patch_size: int | None = None
+) -> LossFn:
+    """Build the Keras loss ``name`` with ``params`` merged into its defaults.
+
+    ``patch_size`` (training patch edge in px) is used to validate the bandpass sigmas and
+    to choose the number of MS-SSIM scales.
+    """
+    loss = parse_loss_name(name)
+    p = validate_params(loss, params, patch_size)
+    structural = loss in (LossName.SSIM, LossName.MSSSIM_L1)
+    if structural and patch_size is not None and patch_size < SSIM_WINDOW[0]:
+        raise ValueError(
+            f"loss {loss.value!r} needs patches of at least {SSIM_WINDOW[0]} px, got {patch_size}"
+        )
+    if loss is LossName.LAPLACE:
+        return laplace_loss()
+    if loss is LossName.MAE:
+        return mae_loss()
+    if loss is LossName.MSE:
+        return mse_loss()
+    if loss is LossName.FFT:
+        return fft_loss()
+    if loss is LossName.BANDPASS:
+        return bandpass_loss(p["sigma1"], p["sigma2"])
+    if loss is LossName.SSIM:
+        return ssim_loss()
+    if loss is LossName.MSSSIM_L1:
+        return msssim_l1_loss(p["alpha"], patch_size)
+    if loss is LossName.FFT_BANDPASS:
+        return fft_bandpass_loss(p["weight"], p["sigma1"], p["sigma2"])
+    raise AssertionError(f"unhandled loss {loss}")  # pragma: no cover
+
+
+__all__ = [
+    "bandpass_loss",
+    "fft_bandpass_loss",
+    "fft_loss",
+    "gaussian_kernel_1d",
+    "laplace_loss",
+    "mae_loss",
+    "make_loss",
+    "ms_ssim",
+    "msssim_l1_loss",
+    "mse_loss",
+    "ssim_loss",
+]

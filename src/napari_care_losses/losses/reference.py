@@ -1,0 +1,150 @@
+"""Independent NumPy / scipy / scikit-image references for the registered losses.
+
+Used by the tests to cross-check :mod:`napari_care_losses.losses.keras_losses`; they work
+in float64 on channels-last arrays ``(batch, H, W, C)`` and return Python floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy import ndimage, signal
+from skimage.metrics import structural_similarity
+
+from . import (
+    GAUSS_TRUNCATE,
+    MSSSIM_WEIGHTS,
+    SSIM_WINDOW,
+    LossName,
+    msssim_scales,
+    parse_loss_name,
+    validate_params,
+)
+
+_K1, _K2, _MAX_VAL = 0.01, 0.03, 1.0
+
+
+def _planes(x: np.ndarray) -> list[np.ndarray]:
+    """Split (B, H, W, C) into its 2D planes, in (b, c) order."""
+    return [x[b, :, :, c] for b in range(x.shape[0]) for c in range(x.shape[3])]
+
+
+def ref_laplace(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    n = y_true.shape[-1]
+    mu, sigma = y_pred[..., :n], y_pred[..., n:]
+    return float(np.mean(np.abs(y_true - mu) / sigma + np.log(sigma)))
+
+
+def ref_fft(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    f_pred = np.fft.fft2(y_pred, axes=(1, 2), norm="ortho")
+    f_true = np.fft.fft2(y_true, axes=(1, 2), norm="ortho")
+    return float(np.mean(np.abs(f_pred - f_true)))
+
+
+def _dog(x: np.ndarray, sigma1: float, sigma2: float) -> np.ndarray:
+    def blur(s: float) -> np.ndarray:
+        return ndimage.gaussian_filter(x, sigma=(0, s, s, 0), mode="reflect",
+                                       truncate=GAUSS_TRUNCATE)
+
+    return blur(sigma1) - blur(sigma2)
+
+
+def ref_bandpass(y_true: np.ndarray, y_pred: np.ndarray, sigma1: float, sigma2: float) -> float:
+    return float(np.mean(np.abs(_dog(y_true, sigma1, sigma2) - _dog(y_pred, sigma1, sigma2))))
+
+
+def ref_ssim(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean SSIM over images and channels (scikit-image, Gaussian window sigma 1.5)."""
+    values = [
+        structural_similarity(
+            t, p, gaussian_weights=True, sigma=SSIM_WINDOW[1], use_sample_covariance=False,
+            data_range=_MAX_VAL,
+        )
+        for t, p in zip(_planes(y_true), _planes(y_pred), strict=True)
+    ]
+    return float(np.mean(values))
+
+
+def _window() -> np.ndarray:
+    size, sigma = SSIM_WINDOW
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    g /= g.sum()
+    return np.outer(g, g)
+
+
+def _ssim_cs(x: np.ndarray, y: np.ndarray, win: np.ndarray) -> tuple[float, float]:
+    """Mean SSIM and contrast-structure of two 2D images, VALID window."""
+
+    def filt(a: np.ndarray) -> np.ndarray:
+        return signal.convolve2d(a, win, mode="valid")
+
+    c1, c2 = (_K1 * _MAX_VAL) ** 2, (_K2 * _MAX_VAL) ** 2
+    mx, my = filt(x), filt(y)
+    sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    lum = (2 * mx * my + c1) / (mx**2 + my**2 + c1)
+    return float(np.mean(lum * cs)), float(np.mean(cs))
+
+
+def _pool2(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    a = a[:h, :w]
+    return 0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2])
+
+
+def ref_msssim(y_true: np.ndarray, y_pred: np.ndarray, scales: int, eps: float = 1e-6) -> float:
+    """Mean MS-SSIM over images and channels (Wang et al. 2003, truncated weights)."""
+    weights = np.asarray(MSSSIM_WEIGHTS[:scales], dtype=np.float64)
+    weights /= weights.sum()
+    win = _window()
+    values = []
+    for x, y in zip(_planes(y_true), _planes(y_pred), strict=True):
+        value = 1.0
+        for j in range(scales):
+            ssim, cs = _ssim_cs(x, y, win)
+            term = ssim if j == scales - 1 else cs
+            value *= max(term, eps) ** weights[j]
+            x, y = _pool2(x), _pool2(y)
+        values.append(value)
+    return float(np.mean(values))
+
+
+def reference_loss(
+    name: LossName | str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    params: Mapping[str, Any] | None = None,
+    patch_size: int | None = None,
+) -> float:
+    """Value of loss ``name`` computed with NumPy / scipy / scikit-image."""
+    loss = parse_loss_name(name)
+    p = validate_params(loss, params, patch_size)
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if loss is LossName.LAPLACE:
+        return ref_laplace(y_true, y_pred)
+    if loss is LossName.MAE:
+        return float(np.mean(np.abs(y_pred - y_true)))
+    if loss is LossName.MSE:
+        return float(np.mean((y_pred - y_true) ** 2))
+    if loss is LossName.FFT:
+        return ref_fft(y_true, y_pred)
+    if loss is LossName.BANDPASS:
+        return ref_bandpass(y_true, y_pred, p["sigma1"], p["sigma2"])
+    if loss is LossName.SSIM:
+        return 1.0 - ref_ssim(y_true, y_pred)
+    if loss is LossName.MSSSIM_L1:
+        msssim = ref_msssim(y_true, y_pred, msssim_scales(patch_size))
+        mae = float(np.mean(np.abs(y_pred - y_true)))
+        return p["alpha"] * (1.0 - msssim) + (1.0 - p["alpha"]) * mae
+    if loss is LossName.FFT_BANDPASS:
+        fft = ref_fft(y_true, y_pred)
+        bandpass = ref_bandpass(y_true, y_pred, p["sigma1"], p["sigma2"])
+        return p["weight"] * fft + (1.0 - p["weight"]) * bandpass
+    raise AssertionError(f"unhandled loss {loss}")  # pragma: no cover
+
+
+__all__ = ["ref_msssim", "ref_ssim", "reference_loss"]
