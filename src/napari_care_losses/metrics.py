@@ -40,9 +40,14 @@ def affine_fit(x: np.ndarray, target: np.ndarray) -> np.ndarray:
     return normalize_minmse(np.asarray(x, np.float32), np.asarray(target, np.float32))
 
 
-def _check(restored: np.ndarray, gt: np.ndarray) -> None:
+def _check_shapes(restored: np.ndarray, gt: np.ndarray) -> None:
     if restored.shape != gt.shape:
-        raise ValueError(f"restoration {restored.shape} and ground truth {gt.shape} differ in shape")
+        raise ValueError(f"restoration {restored.shape} and ground truth {gt.shape} "
+                         "differ in shape")
+
+
+def _check(restored: np.ndarray, gt: np.ndarray) -> None:
+    _check_shapes(restored, gt)
     if restored.ndim != 2:
         raise ValueError(f"metrics take 2D frames, got shape {restored.shape}")
     if not (np.all(np.isfinite(restored)) and np.all(np.isfinite(gt))):
@@ -76,6 +81,5 @@ def score_stack(restored: np.ndarray, gt: np.ndarray, mode: str = "care",
     restored, gt = np.asarray(restored), np.asarray(gt)
     if restored.ndim == 2:
         restored, gt = restored[None], gt[None]
-    if restored.shape != gt.shape:
-        raise ValueError(f"restoration {restored.shape} and ground truth {gt.shape} differ in shape")
+    _check_shapes(restored, gt)
     return [score(r, g, mode, data_range) for r, g in zip(restored, gt, strict=True)]

@@ -189,6 +189,7 @@ def _fit(model, patches: PatchData, cfg: TrainConfig, callback) -> dict[str, lis
     history = model.keras_model.fit(
         iter(data), validation_data=(patches.X_val, patches.Y_val), epochs=cfg.epochs,
         steps_per_epoch=cfg.steps_per_epoch, callbacks=[*model.callbacks, callback], verbose=0,
+        shuffle=False,  # DataWrapper shuffles its own batches
     )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
@@ -247,22 +248,30 @@ def train(
     try:
         while (event := events.get()) is not None:
             yield event
-    finally:  # also runs on generator close: stop, wait, save
+    finally:  # also on generator close: stop, wait for the saved weights, write metadata
         if thread.is_alive():
             stop.set()
         thread.join()
+        final = _conclude(model_dir, cfg, patches, outcome, callback.stopped, info)
+    yield final
+
+
+def _conclude(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: dict,
+              stopped: bool, info: dict) -> Finished | Failed:
+    """Write the final metadata and build the last event."""
     history = outcome.get("history", {})
     if "error" in outcome:
         exc, details = outcome["error"]
         write_meta(model_dir, _meta(cfg, patches, "failed", error=str(exc), **info))
-        yield Failed(f"training {cfg.loss.name.value} failed: {exc}", model_dir, details)
-        return
+        return Failed(f"training {cfg.loss.name.value} failed: {exc}", model_dir, details)
+    if not history:  # generator closed before fit returned
+        write_meta(model_dir, _meta(cfg, patches, "stopped", **info))
+        return Finished(model_dir, True, 0, float("nan"), {})
     val = history.get("val_loss", [])
-    stopped = callback.stopped
     best = min(val) if val else float("nan")
     write_meta(model_dir, _meta(cfg, patches, "stopped" if stopped else "finished",
                                 history=history, best_val_loss=best, **info))
-    yield Finished(model_dir, stopped, len(history.get("loss", [])), best, history)
+    return Finished(model_dir, stopped, len(history.get("loss", [])), best, history)
 
 
 def _save_weights(model) -> None:
