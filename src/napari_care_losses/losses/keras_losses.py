@@ -49,17 +49,48 @@ def gaussian_kernel_1d(sigma: float, radius: int) -> np.ndarray:
     return (g / g.sum()).astype(np.float32)
 
 
-def _separable_kernels(sigma: float, radius: int) -> tuple[tf.Tensor, tf.Tensor]:
-    g = gaussian_kernel_1d(sigma, radius)
-    rows = tf.constant(g.reshape(-1, 1, 1, 1))  # filters along H
-    cols = tf.constant(g.reshape(1, -1, 1, 1))  # filters along W
-    return rows, cols
+class GaussianBlur:
+    """Separable Gaussian filter of single-channel planes ``(N, H, W, 1)``.
 
+    ``mode="reflect"`` keeps the size (scipy.ndimage ``mode="reflect"``); ``mode="valid"``
+    drops ``radius`` pixels at each border. With static H and W the filter is two small
+    matrix products (boundary handling folded into the matrices), which on CPU is ~20x
+    faster than a 1-channel convolution; with unknown sizes it falls back to convolution.
+    """
 
-def _conv_valid(planes: tf.Tensor, kernels: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-    rows, cols = kernels
-    out = tf.nn.conv2d(planes, rows, strides=1, padding="VALID")
-    return tf.nn.conv2d(out, cols, strides=1, padding="VALID")
+    def __init__(self, sigma: float, radius: int, mode: str = "reflect") -> None:
+        self.sigma, self.radius, self.mode = float(sigma), int(radius), mode
+        self.kernel = gaussian_kernel_1d(sigma, radius)
+        self._matrices: dict[int, np.ndarray] = {}  # NumPy: tensors would be graph-bound
+
+    def matrix(self, n: int) -> np.ndarray:
+        """``(n_out, n)`` matrix applying the 1D filter along one axis of length ``n``."""
+        if n not in self._matrices:
+            r, g = self.radius, self.kernel.astype(np.float64)
+            if self.mode == "valid":
+                m = np.zeros((n - 2 * r, n))
+                for i in range(n - 2 * r):
+                    m[i, i : i + 2 * r + 1] = g
+            else:  # column j = filtered unit impulse e_j, reflections included
+                from scipy.ndimage import correlate1d
+
+                m = correlate1d(np.eye(n), g, axis=0, mode="reflect")
+            self._matrices[n] = m.astype(np.float32)
+        return self._matrices[n]
+
+    def __call__(self, planes: tf.Tensor) -> tf.Tensor:
+        h, w = planes.shape[1], planes.shape[2]
+        if h is not None and w is not None:
+            mh, mw = tf.constant(self.matrix(h)), tf.constant(self.matrix(w))
+            out = tf.einsum("ij,njk,lk->nil", mh, planes[..., 0], mw)
+            return out[..., tf.newaxis]
+        r = self.radius
+        if self.mode != "valid":
+            planes = tf.pad(planes, [[0, 0], [r, r], [r, r], [0, 0]], mode="SYMMETRIC")
+        rows = tf.constant(self.kernel.reshape(-1, 1, 1, 1))
+        cols = tf.constant(self.kernel.reshape(1, -1, 1, 1))
+        out = tf.nn.conv2d(planes, rows, strides=1, padding="VALID")
+        return tf.nn.conv2d(out, cols, strides=1, padding="VALID")
 
 
 # --- pixel losses --------------------------------------------------------------------
@@ -117,18 +148,12 @@ def bandpass_loss(sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
     Gaussian blur as ``scipy.ndimage.gaussian_filter(mode="reflect", truncate=4)``;
     by linearity the DoG is applied once, to the error.
     """
-    filters = []
-    for sigma in (sigma1, sigma2):
-        radius = gaussian_radius(sigma)
-        filters.append((radius, _separable_kernels(sigma, radius)))
+    blur1 = GaussianBlur(sigma1, gaussian_radius(sigma1))
+    blur2 = GaussianBlur(sigma2, gaussian_radius(sigma2))
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         planes = _to_planes(y_pred - tf.cast(y_true, y_pred.dtype))
-        blurred = []
-        for radius, kernels in filters:
-            pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
-            blurred.append(_conv_valid(tf.pad(planes, pad, mode="SYMMETRIC"), kernels))
-        return tf.reduce_mean(tf.abs(blurred[0] - blurred[1]))
+        return tf.reduce_mean(tf.abs(blur1(planes) - blur2(planes)))
 
     return _named(loss, "loss_bandpass")
 
@@ -146,46 +171,45 @@ def fft_bandpass_loss(weight: float = 0.5, sigma1: float = 0.5, sigma2: float = 
 # --- structural losses ---------------------------------------------------------------
 
 
-def ssim_loss() -> LossFn:
-    """``1 - mean SSIM`` via :func:`tf.image.ssim` (11-tap Gaussian window, sigma 1.5)."""
+def _ssim_window() -> GaussianBlur:
     size, sigma = SSIM_WINDOW
+    return GaussianBlur(sigma, (size - 1) // 2, mode="valid")
+
+
+def ssim_loss() -> LossFn:
+    """``1 - mean SSIM`` (11-tap Gaussian window, sigma 1.5, VALID, as tf.image.ssim)."""
+    window = _ssim_window()
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        ssim = tf.image.ssim(
-            tf.cast(y_true, y_pred.dtype), y_pred, max_val=SSIM_MAX_VAL, filter_size=size,
-            filter_sigma=sigma, k1=SSIM_K1, k2=SSIM_K2,
-        )
+        ssim, _ = _ssim_terms(_to_planes(tf.cast(y_true, y_pred.dtype)), _to_planes(y_pred),
+                              window)
         return 1.0 - tf.reduce_mean(ssim)
 
     return _named(loss, "loss_ssim")
 
 
-def _ssim_terms(
-    x: tf.Tensor, y: tf.Tensor, kernels: tuple[tf.Tensor, tf.Tensor]
-) -> tuple[tf.Tensor, tf.Tensor]:
+def _ssim_terms(x: tf.Tensor, y: tf.Tensor, window: GaussianBlur) -> tuple[tf.Tensor, tf.Tensor]:
     """Per-plane mean SSIM and mean contrast-structure term (VALID window)."""
     c1 = (SSIM_K1 * SSIM_MAX_VAL) ** 2
     c2 = (SSIM_K2 * SSIM_MAX_VAL) ** 2
-    mu_x, mu_y = _conv_valid(x, kernels), _conv_valid(y, kernels)
-    var_x = _conv_valid(x * x, kernels) - mu_x * mu_x
-    var_y = _conv_valid(y * y, kernels) - mu_y * mu_y
-    cov = _conv_valid(x * y, kernels) - mu_x * mu_y
+    mu_x, mu_y = window(x), window(y)
+    var_x = window(x * x) - mu_x * mu_x
+    var_y = window(y * y) - mu_y * mu_y
+    cov = window(x * y) - mu_x * mu_y
     lum = (2.0 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
     cs = (2.0 * cov + c2) / (var_x + var_y + c2)
     axes = [1, 2, 3]
     return tf.reduce_mean(lum * cs, axis=axes), tf.reduce_mean(cs, axis=axes)
 
 
-def ms_ssim(
-    y_true: tf.Tensor, y_pred: tf.Tensor, scales: int, kernels: tuple[tf.Tensor, tf.Tensor]
-) -> tf.Tensor:
+def ms_ssim(y_true: tf.Tensor, y_pred: tf.Tensor, scales: int, window: GaussianBlur) -> tf.Tensor:
     """Mean MS-SSIM over images and channels, with ``scales`` dyadic scales."""
     weights = np.asarray(MSSSIM_WEIGHTS[:scales], dtype=np.float64)
     weights = (weights / weights.sum()).astype(np.float32)
     x, y = _to_planes(y_true), _to_planes(y_pred)
     value = 1.0
     for j in range(scales):
-        ssim, cs = _ssim_terms(x, y, kernels)
+        ssim, cs = _ssim_terms(x, y, window)
         term = ssim if j == scales - 1 else cs
         value = value * tf.pow(tf.maximum(term, MSSSIM_EPS), float(weights[j]))
         if j < scales - 1:
@@ -201,9 +225,8 @@ def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None) -> LossFn
     patch size is unknown, 3 scales are used (patches must then be at least 44 px).
     """
     scales = msssim_scales(patch_size)
-    size, sigma = SSIM_WINDOW
-    kernels = _separable_kernels(sigma, (size - 1) // 2)
-    min_size = size * 2 ** (scales - 1)
+    window = _ssim_window()
+    min_size = SSIM_WINDOW[0] * 2 ** (scales - 1)
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         y_true = tf.cast(y_true, y_pred.dtype)
@@ -213,7 +236,7 @@ def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None) -> LossFn
                 f"MS-SSIM with {scales} scales needs images of at least {min_size} px, "
                 f"got {tuple(y_pred.shape[1:3])}; pass patch_size to make_loss"
             )
-        msssim = ms_ssim(y_true, y_pred, scales, kernels)
+        msssim = ms_ssim(y_true, y_pred, scales, window)
         mae = tf.reduce_mean(tf.abs(y_pred - y_true))
         return alpha * (1.0 - msssim) + (1.0 - alpha) * mae
 
@@ -258,6 +281,7 @@ __all__ = [
     "bandpass_loss",
     "fft_bandpass_loss",
     "fft_loss",
+    "GaussianBlur",
     "gaussian_kernel_1d",
     "laplace_loss",
     "mae_loss",
