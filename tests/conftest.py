@@ -5,6 +5,32 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def _start_xvfb() -> None:
+    """napari's canvas needs OpenGL, which Qt's offscreen platform takes from an X display:
+    without one (headless CI), start Xvfb for the session if it is installed."""
+    import atexit
+    import shutil
+    import subprocess
+
+    if os.environ.get("DISPLAY") or not shutil.which("Xvfb"):
+        return
+    read, write = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24",
+                             "-nolisten", "tcp"], pass_fds=(write,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        display = fh.readline().strip()
+    if display:
+        os.environ["DISPLAY"] = f":{display}"
+        atexit.register(proc.terminate)
+    else:
+        proc.terminate()
+
+
+_start_xvfb()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
@@ -37,3 +63,30 @@ def sample_pair() -> tuple[np.ndarray, np.ndarray]:
 def tiny_patches(sample_pair):
     low, high = sample_pair
     return make_patches(low, high, patch_size=32, patches_per_image=16, seed=0)
+
+
+# TensorFlow and Mesa's software OpenGL (used by napari's canvas under Xvfb) each carry
+# LLVM; their static destructors collide when the process exits ("free(): invalid pointer",
+# exit code 134) although every test passed. If both were loaded, leave without running
+# the C++ destructors, keeping pytest's exit status.
+_EXIT_STATUS = {"value": 0}
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _EXIT_STATUS["value"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    import atexit
+    import sys
+
+    if "tensorflow" not in sys.modules or not os.path.exists("/proc/self/maps"):
+        return
+    with open("/proc/self/maps") as fh:
+        llvm_gl = any("libLLVM" in line for line in fh)
+    if llvm_gl:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS["value"])

@@ -1,0 +1,263 @@
+"""What the compare dock shows: layers in grid order, panel texts, metrics table, spectra.
+
+Scores are cached per table row and frame (``score`` is the core's CARE-style metric);
+the cache is dropped when the input or ground-truth layer changes, and per row when a
+method's result is replaced.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..metrics import Score, score
+from ..spectra import RadialSpectrum, radial_power_spectrum
+from . import _compare_layers as L
+from ._compare_jobs import MethodResult, error_map, format_score, spectrum_input
+from ._overlays import remove_panel_text, set_panel_text
+
+if TYPE_CHECKING:
+    from .compare_widget import CompareWidget
+
+GT_LABEL = "Ground truth"
+
+
+class CompareView:
+    """Presentation state of a :class:`CompareWidget` (kept apart to keep files small)."""
+
+    def __init__(self, widget: CompareWidget) -> None:
+        self.w = widget
+        self.viewer = widget.viewer
+        self._scores: dict[str, dict[int, Score]] = {}
+        self._context: tuple = (None, None)
+        self._errors_on: set[str] = set()
+        self._overlaid: weakref.WeakSet = weakref.WeakSet()
+        self._n_panels = 0
+        self._spectra: dict[tuple, RadialSpectrum] = {}
+        self.spectrum = None
+
+    # ------------------------------------------------------------------ rows and scores
+
+    def input_key(self) -> str | None:
+        layer = self.w.input_layer()
+        return f"Input ({layer.name})" if layer is not None else None
+
+    def rows(self) -> dict[str, np.ndarray]:
+        """Table rows: the input, then every result in panel order (name → stack)."""
+        rows = {}
+        low = self.w.input_frames()
+        if low is not None:
+            rows[self.input_key()] = low
+        for res in sorted(self.w.results.values(), key=lambda r: r.spec.rank):
+            rows[res.spec.name] = res.image
+        return rows
+
+    def n_frames(self) -> int:
+        low = self.w.input_frames()
+        return len(low) if low is not None else 0
+
+    def cached_scores(self, name: str) -> list[Score | None]:
+        cache = self._scores.get(name, {})
+        return [cache.get(t) for t in range(self.n_frames())]
+
+    def store_scores(self, name: str, scores: list[Score]) -> None:
+        self._scores[name] = dict(enumerate(scores))
+        self.refresh_table()
+        self.update_overlays()
+
+    def unscored(self, gt: np.ndarray | None) -> dict[str, np.ndarray]:
+        if gt is None:
+            return {}
+        return {name: img for name, img in self.rows().items()
+                if img.shape == gt.shape and None in self.cached_scores(name)}
+
+    def frame_score(self, name: str, stack: np.ndarray, t: int) -> Score | None:
+        """Score of one frame (cached; computed here if the workers have not yet)."""
+        gt = self.w.ground_truth_frames()
+        if gt is None or gt.shape != stack.shape:
+            return None
+        cache = self._scores.setdefault(name, {})
+        if t not in cache:
+            cache[t] = score(stack[t], gt[t])
+        return cache[t]
+
+    def on_data_changed(self) -> None:
+        context = (self.w.input_layer(), self.w.gt_layer())
+        if context != self._context:
+            self._context = context
+            self._scores.clear()
+            self._spectra.clear()
+            for name in list(self._errors_on):
+                self.set_error_map(name, context[1] is not None)
+        self.arrange()
+        self.refresh_table()
+
+    # ------------------------------------------------------------------ layers
+
+    def show_result(self, result: MethodResult) -> None:
+        name = result.spec.name
+        self._scores.pop(name, None)
+        self._spectra = {k: v for k, v in self._spectra.items() if k[0] != name}
+        if result.scores is not None:
+            self._scores[name] = dict(enumerate(result.scores))
+        L.put_image(self.viewer, name, result.image, self.w.input_layer(), "result", name)
+        self.update_uncertainty(self.w.uncertainty_check.isChecked(), arrange=False)
+        if name in self._errors_on:
+            self.set_error_map(name, True, arrange=False)
+        self.arrange()
+        self.refresh_table()
+
+    def update_uncertainty(self, on: bool, arrange: bool = True) -> None:
+        """Add (or remove) the per-pixel Laplace scale of each probabilistic result."""
+        for res in self.w.results.values():
+            name = res.spec.name + L.UNCERTAINTY_SUFFIX
+            if on and res.scale is not None:
+                L.put_image(self.viewer, name, res.scale, self.w.input_layer(), "uncertainty",
+                            res.spec.name, colormap="viridis")
+            else:
+                L.remove(self.viewer, name)
+        if arrange:
+            self.arrange()
+
+    def set_error_map(self, name: str, on: bool, arrange: bool = True) -> None:
+        """Toggle the ``|fit - gt|`` layer of a table row (needs ground truth)."""
+        gt, stack = self.w.ground_truth_frames(), self.rows().get(name)
+        layer_name = name + L.ERROR_SUFFIX
+        if on and gt is not None and stack is not None and stack.shape == gt.shape:
+            self._errors_on.add(name)
+            L.put_image(self.viewer, layer_name, error_map(stack, gt), self.w.input_layer(),
+                        "error", name, colormap="magma")
+            errs = [lyr for lyr in self.viewer.layers if L.role(lyr) == "error"]
+            hi = max(float(np.percentile(np.asarray(e.data), 99.5)) for e in errs)
+            for e in errs:  # one scale for all error maps, so they compare
+                e.contrast_limits = (0.0, max(hi, 1e-6))
+        else:
+            if not on:
+                self._errors_on.discard(name)
+            L.remove(self.viewer, layer_name)
+        if arrange:
+            self.arrange()
+
+    def panel_layers(self) -> list:
+        """Layers of the comparison in panel order; derived maps follow their source."""
+        def with_derived(name: str) -> list:
+            names = [name, name + L.UNCERTAINTY_SUFFIX, name + L.ERROR_SUFFIX]
+            return [L.find(self.viewer, n) for n in names]
+
+        inp, gt = self.w.input_layer(), self.w.gt_layer()
+        out = [inp, gt]
+        if inp is not None:
+            out.append(L.find(self.viewer, self.input_key() + L.ERROR_SUFFIX))
+        for res in sorted(self.w.results.values(), key=lambda r: r.spec.rank):
+            out += with_derived(res.spec.name)
+        return [lyr for lyr in out if lyr is not None]
+
+    def arrange(self) -> None:
+        """Reorder the layer list for the grid, switch grid mode, refresh panel texts."""
+        if not self.w.results:  # nothing to compare yet: leave the user's layers alone
+            self.update_overlays()
+            return
+        L.reorder(self.viewer, self.panel_layers())
+        grid = self.viewer.canvas.grid
+        grid.enabled = self.w.grid_check.isChecked()
+        if grid.enabled and grid.spacing == 0:
+            grid.spacing = 6  # px between panels
+        n_panels = grid.actual_shape(self.viewer.layers) if grid.enabled else (1, 1)
+        if n_panels != self._n_panels:
+            self._n_panels = n_panels
+            self.viewer.reset_view()
+        self.update_overlays()
+
+    # ------------------------------------------------------------------ panel texts
+
+    def panel_texts(self, t: int) -> dict:
+        """``{layer: text}`` for every panel of the comparison at frame ``t``."""
+        texts = {}
+        inp, gt = self.w.input_layer(), self.w.gt_layer()
+        rows = self.rows()
+        input_key = self.input_key()
+        for name, stack in rows.items():
+            layer = inp if name == input_key else L.find(self.viewer, name)
+            if layer is not None:
+                title = f"Input: {inp.name}" if name == input_key else name
+                texts[layer] = f"{title}\n{format_score(self.frame_score(name, stack, t))}"
+            unc = L.find(self.viewer, name + L.UNCERTAINTY_SUFFIX)
+            if unc is not None:
+                texts[unc] = f"{name}\nuncertainty (Laplace scale)"
+            err = L.find(self.viewer, name + L.ERROR_SUFFIX)
+            if err is not None:
+                frame = np.asarray(err.data)[t] if err.data.ndim == 3 else err.data
+                texts[err] = (f"{name}\n|error| vs ground truth, mean "
+                              f"{float(np.mean(frame)):.4f}")
+        if gt is not None:
+            texts[gt] = f"{GT_LABEL}: {gt.name}"
+        return texts
+
+    def update_overlays(self, event=None) -> None:
+        t = L.current_frame(self.viewer, self.n_frames())
+        texts = self.panel_texts(t) if self.w.results else {}
+        grid = self.viewer.canvas.grid.enabled
+        top = next((lyr for lyr in reversed(self.viewer.layers)
+                    if lyr.visible and lyr in texts), None)
+        for layer in list(self._overlaid):
+            if layer not in texts:
+                remove_panel_text(layer)
+                self._overlaid.discard(layer)
+        for layer, text in texts.items():  # outside grid mode only the top layer's text
+            set_panel_text(layer, text, visible=grid or layer is top)
+            self._overlaid.add(layer)
+
+    def on_frame(self, event=None) -> None:
+        self.update_overlays()
+        if self.spectrum is not None and self.w.spectrum_check.isChecked():
+            self.update_spectrum()
+
+    # ------------------------------------------------------------------ table
+
+    def refresh_table(self) -> None:
+        gt = self.w.ground_truth_frames()
+        rows = self.rows()
+        scores = {}
+        for name in rows:
+            cached = self.cached_scores(name)
+            scores[name] = None if None in cached else cached
+        self.w.table.set_scores(list(rows), scores, self.n_frames(), gt is not None,
+                                self._errors_on)
+
+    # ------------------------------------------------------------------ spectrum
+
+    def toggle_spectrum(self, on: bool) -> None:
+        if self.spectrum is None and on:
+            from ._spectrum import SpectrumPlot
+
+            self.spectrum = SpectrumPlot(self.w)
+            self.w.layout().addWidget(self.spectrum)
+            self.spectrum.set_theme(self.viewer.theme)
+            self.viewer.events.theme.connect(lambda e: self.spectrum.set_theme(e.value))
+        if self.spectrum is not None:
+            self.spectrum.setVisible(on)
+            if on:
+                self.update_spectrum()
+
+    def spectra(self, t: int) -> dict[str, RadialSpectrum]:
+        """Radially averaged power spectra of frame ``t``: ground truth, input, results."""
+        gt_stack = self.w.ground_truth_frames()
+        gt = gt_stack[t] if gt_stack is not None else None
+        items = ({GT_LABEL: gt} if gt is not None else {}) | {
+            n: s[t] for n, s in self.rows().items()}
+        out = {}
+        for name, img in items.items():
+            key = (name, t, gt is not None)
+            if key not in self._spectra:
+                self._spectra[key] = radial_power_spectrum(spectrum_input(img, gt))
+            out[name] = self._spectra[key]
+        return out
+
+    def update_spectrum(self) -> None:
+        if self.spectrum is None or not self.n_frames():
+            return
+        t = L.current_frame(self.viewer, self.n_frames())
+        self.spectrum.plot(self.spectra(t), f"power spectrum, frame {t}",
+                           reference=GT_LABEL)

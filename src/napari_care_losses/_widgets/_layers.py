@@ -1,0 +1,139 @@
+"""Layer helpers for the docks: an Image-layer picker and layer → array conversion."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from napari.layers import Image
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
+
+from ..data import DataError, FrameStack, check_pair
+
+if TYPE_CHECKING:
+    import napari
+
+
+def layer_stack(layer: Image) -> FrameStack:
+    """The layer's pixels as a :class:`FrameStack` (raises :class:`DataError` if unusable)."""
+    _check_kind(layer)
+    return FrameStack.from_array(np.asarray(layer.data), layer.name)
+
+
+def pair_problem(low: Image | None, high: Image | None, patch_size: int | None) -> str | None:
+    """Why ``low``/``high`` cannot be trained on, or ``None`` when they pair.
+
+    Only shapes and pixel types are looked at: nothing is read into memory.
+    """
+    if low is None or high is None:
+        return "Add a low- and a high-exposure image layer (drag the TIFF stacks into napari)."
+    if low is high:
+        return f"Low and high are both {low.name!r}; pick two different layers."
+    try:
+        stacks = [_shape_only(layer) for layer in (low, high)]
+        check_pair(*stacks, patch_size)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def _check_kind(layer: Image) -> None:
+    if layer.multiscale:
+        raise DataError(f"{layer.name}: multiscale (pyramid) images are not supported")
+    if layer.rgb:
+        raise DataError(f"{layer.name}: RGB image; split the colours into separate layers")
+
+
+def _shape_only(layer: Image) -> FrameStack:
+    """A stack with the layer's shape and dtype that allocates nothing (for checks)."""
+    _check_kind(layer)
+    data = layer.data
+    return FrameStack.from_array(np.broadcast_to(np.zeros((), data.dtype), data.shape), layer.name)
+
+
+class LayerPicker(QComboBox):
+    """Combo box of the viewer's Image layers, kept in sync with the layer list.
+
+    ``prefer`` pre-selects the first layer whose name contains it (e.g. ``"low"``);
+    ``fallback`` is the index picked otherwise.
+    """
+
+    layer_changed = Signal()
+
+    def __init__(self, viewer: napari.Viewer, prefer: str = "", fallback: int = 0,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._viewer = viewer
+        self._prefer = prefer.lower()
+        self._fallback = fallback
+        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(10)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self._last: int | None = None
+        events = viewer.layers.events
+        events.inserted.connect(self._on_inserted)
+        events.removed.connect(self.refresh)
+        events.moved.connect(self.refresh)
+        for layer in viewer.layers:
+            self._watch(layer)
+        self.currentIndexChanged.connect(self._on_index)
+        self.refresh()
+
+    def layer(self) -> Image | None:
+        """The selected layer, or ``None``."""
+        key = self.currentData()
+        for layer in self._images():
+            if id(layer) == key:
+                return layer
+        return None
+
+    def set_layer(self, layer: Image | str) -> None:
+        """Select a layer (or its name)."""
+        for lay in self._images():
+            if lay is layer or lay.name == layer:
+                self.setCurrentIndex(self.findData(id(lay)))
+                return
+        raise ValueError(f"no image layer {layer!r} to pick")
+
+    def _images(self) -> list[Image]:
+        return [lay for lay in self._viewer.layers
+                if isinstance(lay, Image) and not lay.metadata.get("care_preview")]
+
+    def refresh(self, *_args) -> None:
+        """Rebuild the choices, keeping the selection when the layer still exists."""
+        layers = self._images()
+        keys = [id(lay) for lay in layers]
+        keep = self.currentData()
+        self.blockSignals(True)
+        self.clear()
+        for layer in layers:
+            self.addItem(layer.name, id(layer))
+        if keep in keys:
+            index = keys.index(keep)
+        else:
+            hits = [i for i, lay in enumerate(layers)
+                    if self._prefer and self._prefer in lay.name.lower()]
+            index = hits[0] if hits else min(self._fallback, len(layers) - 1)
+        self.setCurrentIndex(index)
+        self.blockSignals(False)
+        self._on_index()
+
+    def _on_index(self, *_args) -> None:
+        key = self.currentData()
+        if key != self._last:
+            self._last = key
+            self.layer_changed.emit()
+
+    def _on_inserted(self, event) -> None:
+        self._watch(event.value)
+        self.refresh()
+
+    def _watch(self, layer) -> None:
+        if isinstance(layer, Image):
+            layer.events.name.connect(self.refresh)
+            layer.events.data.connect(self._on_data)
+
+    def _on_data(self, event) -> None:
+        if getattr(event, "source", None) is self.layer():
+            self.layer_changed.emit()

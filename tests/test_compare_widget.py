@@ -1,0 +1,220 @@
+"""Compare dock (issue #4): grid order, per-panel metrics, table, CSV, uncertainty, Stop."""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("tensorflow")
+
+from napari_care_losses._widgets import _compare_layers as L  # noqa: E402
+from napari_care_losses._widgets._compare_jobs import (  # noqa: E402
+    baseline_spec,
+    run_method,
+)
+from napari_care_losses._widgets._overlays import panel_text  # noqa: E402
+from napari_care_losses._widgets.compare_widget import CompareWidget  # noqa: E402
+from napari_care_losses._widgets.model_registry import REGISTRY  # noqa: E402
+from napari_care_losses.baselines import Baseline  # noqa: E402
+from napari_care_losses.data import make_patches  # noqa: E402
+from napari_care_losses.metrics import score  # noqa: E402
+from napari_care_losses.predict import RestorationModel  # noqa: E402
+from napari_care_losses.sample_data import load_sample  # noqa: E402
+from napari_care_losses.training import run_training  # noqa: E402
+
+from .conftest import tiny_config  # noqa: E402
+
+LOW, HIGH = "W2S test low", "W2S test high"
+
+
+def fmt(s) -> str:
+    return f"PSNR {s.psnr:.2f} dB   SSIM {s.ssim:.3f}"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, RestorationModel]:
+    """A tiny Laplace and a tiny FFT model, trained once for the module."""
+    low, high = load_sample(0, "train")
+    patches = make_patches(low[:2], high[:2], patch_size=32, patches_per_image=16, seed=0)
+    out = tmp_path_factory.mktemp("models")
+    return {loss: RestorationModel(run_training(
+        patches, tiny_config(loss, epochs=1, steps_per_epoch=2, batch_size=4), out).model_dir)
+        for loss in ("laplace", "fft")}
+
+
+@pytest.fixture
+def registry(models):
+    REGISTRY.clear()
+    for model in models.values():
+        REGISTRY.add(model)
+    yield models
+    REGISTRY.clear()
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    """Viewer with the 2-frame held-out pair and the compare dock docked."""
+    viewer = make_napari_viewer()
+    low, high = load_sample(0, "test")
+    viewer.add_image(low[:2], name=LOW)
+    viewer.add_image(high[:2], name=HIGH)
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Compare")
+    yield viewer, widget, low[:2], high[:2]
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=30000)
+
+
+def run(widget, qtbot, methods: list[str]) -> None:
+    widget.set_checked_methods(methods)
+    with qtbot.waitSignal(widget.run_finished, timeout=120000):
+        widget.restore()
+
+
+def names(models) -> tuple[str, str]:
+    return tuple(f"{models[k].label} ({models[k].name})" for k in ("laplace", "fft"))
+
+
+@pytest.mark.slow
+def test_restore_grid_overlays_table_csv_uncertainty(dock, registry, qtbot, tmp_path):
+    viewer, widget, low, high = dock
+    lap, fft = names(registry)
+    assert widget.input_combo.currentText() == LOW  # guessed from the layer names
+    assert widget.gt_combo.currentText() == HIGH
+    run(widget, qtbot, [fft, "TV", lap])  # ticking order does not matter
+
+    # grid mode, panels in the fixed order (layers[0] is the top-left panel)
+    assert viewer.canvas.grid.enabled
+    assert L.grid_panels(viewer) == [LOW, HIGH, lap, fft, "TV"]
+    assert [lyr.name for lyr in viewer.layers] == [LOW, HIGH, lap, fft, "TV"]
+    assert viewer.layers[lap].data.shape == low.shape
+
+    # one shared camera: zoom/pan in one panel moves all of them
+    cams = viewer.window._qt_viewer.canvas.grid_cameras
+    assert len(cams) >= 5  # one per grid cell (3 x 2 here), all views of one camera
+    viewer.camera.zoom *= 2
+    viewer.camera.center = (0, 100, 90)
+    assert len({round(c.zoom, 6) for c in cams}) == 1
+    assert all(np.allclose(c.center, cams[0].center) for c in cams)
+
+    # per-panel text = method name + the core's score for the current frame
+    expected = {t: {n: score(np.asarray(viewer.layers[n].data)[t], high[t])
+                    for n in (lap, fft, "TV")} for t in range(2)}
+    expected_in = [score(low[t], high[t]) for t in range(2)]
+    viewer.dims.set_current_step(0, 0)
+    assert panel_text(viewer.layers[lap]) == f"{lap}\n{fmt(expected[0][lap])}"
+    assert panel_text(viewer.layers["TV"]) == f"TV\n{fmt(expected[0]['TV'])}"
+    assert panel_text(viewer.layers[LOW]) == f"Input: {LOW}\n{fmt(expected_in[0])}"
+    assert panel_text(viewer.layers[HIGH]) == f"Ground truth: {HIGH}"
+    viewer.dims.set_current_step(0, 1)
+    assert panel_text(viewer.layers[fft]) == f"{fft}\n{fmt(expected[1][fft])}"
+    assert panel_text(viewer.layers[LOW]).endswith(fmt(expected_in[1]))
+
+    # table: per frame and mean, best of each column highlighted
+    table = widget.table
+    rows = {f"Input ({LOW})": expected_in, **{n: [expected[t][n] for t in range(2)]
+                                                for n in (lap, fft, "TV")}}
+    for name, scores in rows.items():
+        for t, s in enumerate(scores):
+            assert table.cell_text(name, f"PSNR t{t}") == f"{s.psnr:.2f}"
+            assert table.cell_text(name, f"SSIM t{t}") == f"{s.ssim:.4f}"
+        assert table.cell_text(name, "PSNR mean") == f"{np.mean([s.psnr for s in scores]):.2f}"
+    best = table.best_cells()
+    assert best["PSNR mean"] == max(rows, key=lambda n: np.mean([s.psnr for s in rows[n]]))
+    assert best["SSIM t1"] == max(rows, key=lambda n: rows[n][1].ssim)
+
+    # CSV export: method, frame, psnr, ssim; per frame then the mean
+    path = tmp_path / "metrics.csv"
+    widget.export_csv(path)
+    lines = list(csv.reader(path.open()))
+    assert lines[0] == ["method", "frame", "psnr_db", "ssim"]
+    assert [lap, "1", f"{expected[1][lap].psnr:.4f}", f"{expected[1][lap].ssim:.6f}"] in lines
+    mean_tv = np.mean([expected[t]["TV"].ssim for t in range(2)])
+    assert any(r[:2] == ["TV", "mean"] and r[3] == f"{mean_tv:.6f}" for r in lines)
+    assert len(lines) == 1 + 4 * 3
+
+    # uncertainty: only the Laplace model has a scale map; it follows its method
+    widget.uncertainty_check.setChecked(True)
+    unc = lap + L.UNCERTAINTY_SUFFIX
+    assert unc in viewer.layers and fft + L.UNCERTAINTY_SUFFIX not in viewer.layers
+    assert [lyr.name for lyr in viewer.layers] == [LOW, HIGH, lap, unc, fft, "TV"]
+    assert np.all(np.asarray(viewer.layers[unc].data) > 0)
+    assert "uncertainty" in panel_text(viewer.layers[unc])
+
+    # error map toggle: |fit - gt| layer right after its method, with a panel text
+    table.set_error_map_checked("TV", True)
+    err = "TV" + L.ERROR_SUFFIX
+    assert L.grid_panels(viewer)[-2:] == ["TV", err]
+    assert "|error|" in panel_text(viewer.layers[err])
+    table.set_error_map_checked("TV", False)
+    assert err not in viewer.layers
+
+    # power spectrum of the current frame, for every method and the ground truth
+    widget.spectrum_check.setChecked(True)
+    assert set(widget.view.spectrum.lines) == {"Ground truth", f"Input ({LOW})", lap, fft, "TV"}
+
+
+@pytest.mark.slow
+def test_rerun_replaces_and_no_ground_truth(dock, registry, qtbot):
+    viewer, widget, low, high = dock
+    lap, _ = names(registry)
+    widget.set_ground_truth(None)
+    run(widget, qtbot, ["TV", lap])
+    run(widget, qtbot, ["TV"])  # same name: replaced, not duplicated
+    # the unused high layer is not part of the comparison: it goes after it
+    assert [lyr.name for lyr in viewer.layers] == [LOW, lap, "TV", HIGH]
+    assert L.grid_panels(viewer) == [LOW, lap, "TV", HIGH]
+    assert panel_text(viewer.layers[HIGH]) is None
+    assert panel_text(viewer.layers["TV"]) == "TV\nno ground truth"
+    assert panel_text(viewer.layers[LOW]).endswith("no ground truth")
+    assert widget.table.cell_text("TV", "PSNR / SSIM") == "no ground truth"
+    # choosing a ground truth afterwards scores the existing results
+    with qtbot.waitSignal(widget.run_finished, timeout=60000):
+        widget.set_ground_truth(HIGH)
+    tv = score(np.asarray(viewer.layers["TV"].data)[0], high[0])
+    assert widget.table.cell_text("TV", "PSNR t0") == f"{tv.psnr:.2f}"
+    assert panel_text(viewer.layers["TV"]) == f"TV\n{fmt(tv)}"
+
+
+def test_stop_discards_the_method_in_progress(dock, qtbot, monkeypatch):
+    """Stop during NL-means (slowed down): TV is kept, the partial NL-means is dropped."""
+    viewer, widget, low, high = dock
+    REGISTRY.clear()
+    widget.set_ground_truth(None)
+    slow = Baseline.restore_frame
+
+    def slow_frame(self, img):
+        if self.name.value == "nlm":
+            time.sleep(0.5)
+        return slow(self, img)
+
+    monkeypatch.setattr(Baseline, "restore_frame", slow_frame)
+    original = widget._on_progress
+
+    def stop_in_nlm(p):
+        original(p)
+        if p.name == "NL-means":
+            widget.stop()
+
+    widget._on_progress = stop_in_nlm
+    run(widget, qtbot, ["TV", "NL-means"])
+    assert "TV" in viewer.layers and "NL-means" not in viewer.layers
+    assert list(widget.results) == ["TV"]
+    assert "discarded" in widget.status.text()
+
+
+def test_run_method_stops_between_frames():
+    low, _ = load_sample(0, "test")
+    stop = threading.Event()
+    gen = run_method(baseline_spec("tv"), low[:2, :64, :64], None, stop)
+    assert next(gen).done == 0
+    assert next(gen).done == 1
+    stop.set()
+    with pytest.raises(StopIteration) as end:
+        next(gen)
+    assert end.value.value is None
