@@ -65,11 +65,31 @@ def time_losses(cfg: TrainConfig, steps: int, repeats: int) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def _epoch_timer_class():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Appends each epoch's wall time (seconds) to ``out``."""
+
+        def __init__(self, out: list[float]) -> None:
+            super().__init__()
+            self.out = out
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.out.append(time.perf_counter() - self.t)
+
+    return EpochTimer
+
+
 def time_plain_vs_plugin(cfg: TrainConfig, epochs: int) -> dict[str, dict[str, float]]:
     """Median seconds/step (epochs 2..N) of plain CSBDeep CARE.train vs our generator."""
     import keras
     from csbdeep.models import CARE
 
+    _EpochTimer = _epoch_timer_class()  # noqa: N806 - a class
     patches = synthetic_patches(256, cfg.patch_size)
     out: dict[str, dict[str, float]] = {}
     for loss in ("mae", "laplace"):
@@ -79,14 +99,7 @@ def time_plain_vs_plugin(cfg: TrainConfig, epochs: int) -> dict[str, dict[str, f
             plain.prepare_for_training()
             epoch_s: list[float] = []
 
-            class Timer(keras.callbacks.Callback):
-                def on_epoch_begin(self, epoch, logs=None):
-                    self.t = time.perf_counter()
-
-                def on_epoch_end(self, epoch, logs=None):
-                    epoch_s.append(time.perf_counter() - self.t)
-
-            plain.callbacks.append(Timer())
+            plain.callbacks.append(_EpochTimer(epoch_s))
             keras.utils.set_random_seed(c.seed)
             plain.train(patches.X, patches.Y, (patches.X_val, patches.Y_val),
                         epochs=epochs, steps_per_epoch=c.steps_per_epoch)
