@@ -6,9 +6,10 @@ drift hits all of them alike. Overhead is relative to ``mae``.
 
 Part 2 trains the same configuration with plain ``csbdeep.models.CARE.train`` and with this
 package's event generator ``training.train`` (which adds a Keras callback, an event queue
-and a worker thread) and compares the median epoch time per step.
+and a worker thread) and compares the median epoch time per step; the two alternate over
+``--rounds`` runs and the first epoch of each run (tracing) is left out.
 
-Usage:  python benchmarks/train_step.py [--steps 10 --repeats 3 --unet-first 32 --kernel 5]
+Usage:  python benchmarks/train_step.py [--steps 10 --repeats 3 --epochs 4 --rounds 2]
 Prints tables and writes ``benchmarks/results/train_step.json``.
 """
 
@@ -84,28 +85,40 @@ def _epoch_timer_class():
     return EpochTimer
 
 
-def time_plain_vs_plugin(cfg: TrainConfig, epochs: int) -> dict[str, dict[str, float]]:
-    """Median seconds/step (epochs 2..N) of plain CSBDeep CARE.train vs our generator."""
+def time_plain_vs_plugin(cfg: TrainConfig, epochs: int, rounds: int
+                         ) -> dict[str, dict[str, float]]:
+    """Median seconds/step (epochs 2..N) of plain CSBDeep ``CARE.train`` vs our generator.
+
+    The two are run alternately ``rounds`` times per loss, so machine drift hits both alike.
+    """
+    import contextlib
+    import io
+
     import keras
     from csbdeep.models import CARE
 
-    _EpochTimer = _epoch_timer_class()  # noqa: N806 - a class
+    timer = _epoch_timer_class()
     patches = synthetic_patches(256, cfg.patch_size)
     out: dict[str, dict[str, float]] = {}
     for loss in ("mae", "laplace"):
         c = replace(cfg, loss=LossSpec.create(loss), epochs=epochs)
-        with tempfile.TemporaryDirectory() as tmp:
-            plain = CARE(_care_config(c), "plain", basedir=tmp)
-            plain.prepare_for_training()
-            epoch_s: list[float] = []
-
-            plain.callbacks.append(_EpochTimer(epoch_s))
-            keras.utils.set_random_seed(c.seed)
-            plain.train(patches.X, patches.Y, (patches.X_val, patches.Y_val),
-                        epochs=epochs, steps_per_epoch=c.steps_per_epoch)
-            ours = [e.seconds for e in train(patches, c, tmp) if isinstance(e, EpochEnd)]
-        out[loss] = {"csbdeep": float(np.median(epoch_s[1:])) / c.steps_per_epoch,
-                     "plugin": float(np.median(ours[1:])) / c.steps_per_epoch}
+        plain_s: list[float] = []
+        ours_s: list[float] = []
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                plain = CARE(_care_config(c), "plain", basedir=tmp)
+                plain.prepare_for_training()
+                epoch_s: list[float] = []
+                plain.callbacks.append(timer(epoch_s))
+                keras.utils.set_random_seed(c.seed)
+                with contextlib.redirect_stdout(io.StringIO()):  # its progress bar
+                    plain.train(patches.X, patches.Y, (patches.X_val, patches.Y_val),
+                                epochs=epochs, steps_per_epoch=c.steps_per_epoch)
+                plain_s += epoch_s[1:]
+                ours = [e.seconds for e in train(patches, c, tmp) if isinstance(e, EpochEnd)]
+                ours_s += ours[1:]
+        out[loss] = {"csbdeep": float(np.median(plain_s)) / c.steps_per_epoch,
+                     "plugin": float(np.median(ours_s)) / c.steps_per_epoch}
     return out
 
 
@@ -113,7 +126,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=10, help="steps per timing")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=4, help="epochs for part 2")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs per run in part 2")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating runs in part 2")
     ap.add_argument("--unet-first", type=int, default=32)
     ap.add_argument("--kernel", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_step.json"))
@@ -129,7 +143,7 @@ def main() -> None:
     print("| loss | s/step | overhead vs mae |\n| --- | ---: | ---: |")
     for name, s in per_loss.items():
         print(f"| {name} | {s:.4f} | {100 * (s / ref - 1):+.1f} % |")
-    plain = time_plain_vs_plugin(cfg, args.epochs)
+    plain = time_plain_vs_plugin(cfg, args.epochs, args.rounds)
     print("\n| loss | CSBDeep CARE.train s/step | plugin s/step | difference |")
     print("| --- | ---: | ---: | ---: |")
     for name, d in plain.items():
@@ -138,6 +152,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "config": cfg.to_dict(), "steps": args.steps, "repeats": args.repeats,
+        "epochs": args.epochs, "rounds": args.rounds,
         "cpus": os.cpu_count(), "versions": versions(),
         "seconds_per_step": per_loss,
         "overhead_vs_mae_percent": {k: 100 * (v / ref - 1) for k, v in per_loss.items()},

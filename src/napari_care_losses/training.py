@@ -70,10 +70,14 @@ TrainingEvent = Started | BatchEnd | EpochEnd | Finished | Failed
 
 
 class StopFlag:
-    """Thread-safe stop request shared between a UI/CLI and the training thread."""
+    """Stop request shared between a UI/CLI and the training thread.
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    Wraps a ``threading.Event``, or any event with ``set``/``is_set`` (e.g. a
+    ``multiprocessing`` event, when the request comes from another process).
+    """
+
+    def __init__(self, event=None) -> None:
+        self._event = event if event is not None else threading.Event()
 
     def set(self) -> None:
         self._event.set()
@@ -104,6 +108,9 @@ def _care_config(cfg: TrainConfig):
 
 def _loss_care_class():
     """Build the CARE subclass lazily so importing this module does not import TensorFlow."""
+    from ._tf import ensure_tensorflow
+
+    ensure_tensorflow()  # before CSBDeep imports TensorFlow: see ._tf
     from csbdeep.internals.losses import loss_mae, loss_mse
     from csbdeep.models import CARE
 

@@ -15,10 +15,13 @@ if TYPE_CHECKING:
     import napari
 
 
-def layer_stack(layer: Image) -> FrameStack:
-    """The layer's pixels as a :class:`FrameStack` (raises :class:`DataError` if unusable)."""
+def layer_array(layer: Image) -> np.ndarray:
+    """The layer's pixels as a 2D/3D array (raises :class:`DataError` naming the layer if
+    they are not a usable image or stack)."""
     _check_kind(layer)
-    return FrameStack.from_array(np.asarray(layer.data), layer.name)
+    data = np.asarray(layer.data)
+    FrameStack.from_array(data, layer.name)  # checks the layout and the pixel type
+    return data
 
 
 def pair_problem(low: Image | None, high: Image | None, patch_size: int | None) -> str | None:

@@ -19,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._tf import ensure_tensorflow
 from ..config import TrainConfig
 from ..data import FrameStack, PatchData, make_patches
 from ..training import EpochEnd, Failed, Started, StopFlag, train
-from ._tf_import import ensure_tensorflow
+
+#: Frames larger than this (pixels a side) are previewed on a central crop.
+PREVIEW_MAX_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,8 @@ def run_jobs(low: FrameStack, high: FrameStack, configs: Sequence[TrainConfig],
              ) -> Iterator[JobEvent]:
     """Train one model per config, in order; stop early on Stop or on a failure."""
     if configs and "tensorflow" not in sys.modules:
-        yield JobEvent(0, len(configs), configs[0].loss.label,
-                       Preparing("loading TensorFlow (first run only) …"))
-    ensure_tensorflow()  # before CSBDeep imports it: see _tf_import
+        yield JobEvent(0, len(configs), configs[0].loss.label, Preparing("loading TensorFlow …"))
+    ensure_tensorflow()  # before CSBDeep imports it: see .._tf
     previewer = _Previewer(low, preview) if preview is not None and preview.every else None
     try:
         yield from _jobs(low, high, configs, outdir, stop, previewer)
@@ -123,8 +125,6 @@ class _Previewer:
     (tracing in two threads at once crashed TensorFlow in our tests).
     """
 
-    MAX_SIDE = 1024  # larger frames are previewed on a central crop
-
     def __init__(self, low: FrameStack, request: PreviewRequest) -> None:
         self.low = low
         self.request = request
@@ -156,7 +156,7 @@ class _Previewer:
             if self._care is None or best is None or not best.exists():
                 return PreviewReady(frame, epoch, None, "no best weights saved yet")
             self._load(best)
-            img, offset = _central_crop(self.low.frame(frame), self.MAX_SIDE)
+            img, offset = _central_crop(self.low.frame(frame), PREVIEW_MAX_SIDE)
             return PreviewReady(frame, epoch, _predict(self._care.keras_model, img, self.cfg),
                                 offset=offset)
         except Exception as exc:  # noqa: BLE001 - a preview must never stop training

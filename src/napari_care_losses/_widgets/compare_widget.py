@@ -271,7 +271,8 @@ class CompareWidget(QWidget):
             return
         gt = self.ground_truth_frames()
         if gt is not None and gt.shape != low.shape:
-            self._say(f"ground truth {gt.shape} and input {low.shape} differ in shape",
+            self._say(f"ground truth {self.gt_combo.currentText()!r} {gt.shape} and input "
+                      f"{self.input_combo.currentText()!r} {low.shape} differ in shape",
                       error=True)
             return
         calibrate = gt is not None and self.strength_combo.currentText() == STRENGTH_CALIBRATE

@@ -117,6 +117,10 @@ class LossPlot(QWidget):
         s.val.append(val_loss)
         self.schedule()
 
+    def epoch_counts(self) -> list[int]:
+        """Epochs drawn so far for each curve set, in the order they were added."""
+        return [len(s.epoch_x) for s in self._series.values()]
+
     def n_points(self) -> int:
         """Number of epoch points drawn (train + validation), for tests and status."""
         return sum(len(s.train) + len(s.val) for s in self._series.values())

@@ -1,8 +1,8 @@
 """Training dock (issue #3): pick low/high layers and losses, train, watch the curves.
 
 Layers become arrays and settings a :class:`TrainConfig` here, at the edge; the background
-job (:func:`._training_run.run_jobs`) sees neither widgets nor layers. Finished and loaded
-models go to the shared :data:`REGISTRY`.
+job (:func:`._training_run.run_jobs`, in a child process: :mod:`._training_process`) sees
+neither widgets nor layers. Finished and loaded models go to the shared :data:`REGISTRY`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import warnings
 import weakref
 from typing import TYPE_CHECKING
 
+import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from napari.utils.theme import get_theme
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import (
     QFormLayout,
     QFrame,
@@ -31,9 +32,16 @@ from qtpy.QtWidgets import (
 
 from ..predict import RestorationModel
 from ..training import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag
-from ._layers import LayerPicker, layer_stack, pair_problem
+from ._layers import LayerPicker, layer_array, pair_problem
 from ._training_form import TrainingForm
-from ._training_run import JobEvent, Preparing, PreviewReady, PreviewRequest, run_jobs
+from ._training_process import run_jobs_in_process
+from ._training_run import (
+    PREVIEW_MAX_SIDE,
+    JobEvent,
+    Preparing,
+    PreviewReady,
+    PreviewRequest,
+)
 from .loss_plot import LossPlot
 from .model_list import ModelList
 from .model_registry import REGISTRY
@@ -136,11 +144,19 @@ class TrainingWidget(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(content)
+        self._scroll = scroll
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        self.setMinimumWidth(400)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        """As wide as the content (it scrolls vertically only), once styles are applied."""
+        hint = super().minimumSizeHint()
+        content = self._scroll.widget().minimumSizeHint().width()
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        return QSize(max(hint.width(), content + bar, 400), hint.height())
 
     def _connect(self) -> None:
         self.low_picker.layer_changed.connect(self._validate)
@@ -220,7 +236,7 @@ class TrainingWidget(QWidget):
             return False
         low_layer, high_layer = self.low_picker.layer(), self.high_picker.layer()
         try:
-            low, high = layer_stack(low_layer), layer_stack(high_layer)
+            low, high = layer_array(low_layer), layer_array(high_layer)
             configs = self.form.configs()
         except ValueError as exc:
             show_error(str(exc))
@@ -229,6 +245,8 @@ class TrainingWidget(QWidget):
         self._preview = PreviewRequest(self.form.preview_every_n(), 0)
         self._low_ref = weakref.ref(low_layer)
         self._follow_frame()
+        if self._preview.every:
+            self._prepare_preview_layer(low.shape[-2:])
         steps = [c.epochs * c.steps_per_epoch for c in configs]
         self._jobs = [(sum(steps[:i]), s) for i, s in enumerate(steps)]
         self._t0, self._done0, self.last_error = None, 0, None
@@ -237,9 +255,10 @@ class TrainingWidget(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self.eta_label.setText(" ")
-        self.status_label.setText("Starting (loading TensorFlow the first time)…")
-        worker = thread_worker(run_jobs, start_thread=False)(
-            low, high, configs, self.form.output_dir(), stop, self._preview)
+        self.status_label.setText("Starting the training process…")
+        worker = thread_worker(run_jobs_in_process, start_thread=False)(
+            low, high, (low_layer.name, high_layer.name), configs, self.form.output_dir(),
+            stop, self._preview)
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_crash)
         worker.finished.connect(self._active.finish)
@@ -247,6 +266,7 @@ class TrainingWidget(QWidget):
         worker.aborted.connect(stop.set)
         self._active.stop, self._active.worker = stop, worker
         self._set_running(True)
+        self._scroll.ensureWidgetVisible(self.plot)
         worker.start()
         return True
 
@@ -329,6 +349,19 @@ class TrainingWidget(QWidget):
         except (IndexError, ValueError, TypeError):
             self._preview.frame = 0
 
+    def _prepare_preview_layer(self, frame_shape: tuple[int, int]) -> None:
+        """Add the preview layer (hidden until the first preview) before training starts:
+        adding a layer is the slow part of showing a preview (~0.1 s); later previews only
+        replace its data."""
+        shape = tuple(min(s, PREVIEW_MAX_SIDE) for s in frame_shape)
+        layers = self.viewer.layers
+        if PREVIEW_LAYER in layers:
+            if layers[PREVIEW_LAYER].data.shape == shape:
+                return
+            layers.remove(PREVIEW_LAYER)
+        self.viewer.add_image(np.zeros(shape, np.float32), name=PREVIEW_LAYER, visible=False,
+                              metadata={"care_preview": True})
+
     def _show_preview(self, ev: PreviewReady, label: str) -> None:
         if ev.image is None:
             self.eta_label.setText(ev.error)
@@ -341,11 +374,11 @@ class TrainingWidget(QWidget):
             layer.data = ev.image
             layer.metadata.update(meta)
             layer.reset_contrast_limits()
+            layer.visible = True
         else:
             if PREVIEW_LAYER in layers:
                 layers.remove(PREVIEW_LAYER)
-            self.viewer.add_image(ev.image, name=PREVIEW_LAYER, metadata=meta)
-        layer = layers[PREVIEW_LAYER]
+            layer = self.viewer.add_image(ev.image, name=PREVIEW_LAYER, metadata=meta)
         if low is not None:
             layer.scale = tuple(low.scale[-2:])
             layer.translate = tuple(t + o * s for t, o, s in

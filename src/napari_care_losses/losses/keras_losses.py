@@ -10,9 +10,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
-from . import (
+from .._tf import ensure_tensorflow
+
+ensure_tensorflow()  # Linux + napari's OpenGL: see .._tf
+
+import tensorflow as tf  # noqa: E402
+
+from . import (  # noqa: E402
     MSSSIM_WEIGHTS,
     SSIM_WINDOW,
     LossName,

@@ -5,7 +5,8 @@ link the system ``libLLVM``. TensorFlow bundles its own LLVM and loads it with
 ``RTLD_GLOBAL``; its static initialisers then bind to the system LLVM and the process
 segfaults (``_GLOBAL__sub_I_DebugInfoMetadata.cpp``; see tensorflow/tensorflow#109933).
 Loading TensorFlow with ``RTLD_DEEPBIND`` makes its libraries use their own LLVM first, so
-import it through :func:`ensure_tensorflow` before anything else does (CSBDeep included).
+the package imports it through :func:`ensure_tensorflow` before anything else does (CSBDeep
+included): :mod:`.losses.keras_losses` and :func:`.training.build_care` call it first.
 Outside Linux, or once TensorFlow is loaded, this is a no-op.
 """
 
