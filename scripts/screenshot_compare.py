@@ -51,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1600x1000", help="window size, WxH")
     args = parser.parse_args(argv)
 
-    model_dirs = args.models or train_models(Path(tempfile.mkdtemp(prefix="care_cmp_")),
-                                             args.epochs, args.steps)
-
+    # napari's OpenGL (Mesa) must be loaded before TensorFlow: the other way round, Mesa's
+    # LLVM binds to TensorFlow's and the first draw crashes (napari_care_losses._tf).
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
@@ -64,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     low, high = load_sample(0, "test")
     viewer = napari.Viewer(title="napari-care-losses: compare restorations")
+    model_dirs = args.models or train_models(Path(tempfile.mkdtemp(prefix="care_cmp_")),
+                                             args.epochs, args.steps)
     viewer.add_image(low, name="W2S ch0 test low")
     viewer.add_image(high, name="W2S ch0 test high")
     for path in model_dirs:

@@ -33,7 +33,7 @@ LOW, HIGH = "W2S test low", "W2S test high"
 
 
 def fmt(s) -> str:
-    return f"PSNR {s.psnr:.2f} dB   SSIM {s.ssim:.3f}"
+    return f"PSNR {s.psnr:.2f} dB\nSSIM {s.ssim:.3f}"
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +107,15 @@ def test_restore_grid_overlays_table_csv_uncertainty(dock, registry, qtbot, tmp_
                     for n in (lap, fft, "TV")} for t in range(2)}
     expected_in = [score(low[t], high[t]) for t in range(2)]
     viewer.dims.set_current_step(0, 0)
-    assert panel_text(viewer.layers[lap]) == f"{lap}\n{fmt(expected[0][lap])}"
+    lap_model = registry["laplace"]
+    assert panel_text(viewer.layers[lap]) == (f"Laplace\n{lap_model.name}\n"
+                                              f"{fmt(expected[0][lap])}")
     assert panel_text(viewer.layers["TV"]) == f"TV\n{fmt(expected[0]['TV'])}"
-    assert panel_text(viewer.layers[LOW]) == f"Input: {LOW}\n{fmt(expected_in[0])}"
-    assert panel_text(viewer.layers[HIGH]) == f"Ground truth: {HIGH}"
+    assert panel_text(viewer.layers[LOW]) == f"Input\n{fmt(expected_in[0])}"
+    assert panel_text(viewer.layers[HIGH]) == "Ground truth"
     viewer.dims.set_current_step(0, 1)
-    assert panel_text(viewer.layers[fft]) == f"{fft}\n{fmt(expected[1][fft])}"
+    assert panel_text(viewer.layers[fft]) == (f"FFT\n{registry['fft'].name}\n"
+                                              f"{fmt(expected[1][fft])}")
     assert panel_text(viewer.layers[LOW]).endswith(fmt(expected_in[1]))
 
     # table: per frame and mean, best of each column highlighted
@@ -179,6 +182,7 @@ def test_rerun_replaces_and_no_ground_truth(dock, registry, qtbot):
     tv = score(np.asarray(viewer.layers["TV"].data)[0], high[0])
     assert widget.table.cell_text("TV", "PSNR t0") == f"{tv.psnr:.2f}"
     assert panel_text(viewer.layers["TV"]) == f"TV\n{fmt(tv)}"
+    assert widget.status.text().endswith(f"scored against {HIGH!r}")
 
 
 def test_stop_discards_the_method_in_progress(dock, qtbot, monkeypatch):

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -296,10 +296,13 @@ def _save_weights(model) -> None:
 
 
 def run_training(patches: PatchData, cfg: TrainConfig, outdir: str | Path,
-                 stop: StopFlag | None = None, **kwargs) -> Finished:
-    """Train to the end, discarding progress events; raise ``RuntimeError`` on failure."""
+                 stop: StopFlag | None = None,
+                 on_event: Callable[[TrainingEvent], None] | None = None, **kwargs) -> Finished:
+    """Train to the end (``on_event`` sees every event); raise ``RuntimeError`` on failure."""
     last = None
     for last in train(patches, cfg, outdir, stop, **kwargs):
+        if on_event is not None:
+            on_event(last)
         if isinstance(last, Failed):
             raise RuntimeError(last.error)
     assert isinstance(last, Finished)

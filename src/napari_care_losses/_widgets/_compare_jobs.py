@@ -188,5 +188,11 @@ def spectrum_input(img: np.ndarray, gt: np.ndarray | None) -> np.ndarray:
 
 
 def format_score(s: Score | None) -> str:
-    """Metric line shown on the panels and in the table."""
-    return "no ground truth" if s is None else f"PSNR {s.psnr:.2f} dB   SSIM {s.ssim:.3f}"
+    """Metric lines shown on the panels."""
+    return "no ground truth" if s is None else f"PSNR {s.psnr:.2f} dB\nSSIM {s.ssim:.3f}"
+
+
+def panel_title(spec: MethodSpec) -> str:
+    """A panel's title: the loss, then the model folder on a line of its own (panels are
+    narrow); a baseline's name."""
+    return f"{spec.model.label}\n{spec.model.name}" if spec.model is not None else spec.name

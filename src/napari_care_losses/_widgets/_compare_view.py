@@ -15,7 +15,7 @@ import numpy as np
 from ..metrics import Score, score
 from ..spectra import RadialSpectrum, radial_power_spectrum
 from . import _compare_layers as L
-from ._compare_jobs import MethodResult, error_map, format_score, spectrum_input
+from ._compare_jobs import MethodResult, error_map, format_score, panel_title, spectrum_input
 from ._overlays import remove_panel_text, set_panel_text
 
 if TYPE_CHECKING:
@@ -180,19 +180,21 @@ class CompareView:
         input_key = self.input_key()
         for name, stack in rows.items():
             layer = inp if name == input_key else L.find(self.viewer, name)
+            result = self.w.results.get(name)
+            title = ("Input" if name == input_key else
+                     panel_title(result.spec) if result is not None else name)
             if layer is not None:
-                title = f"Input: {inp.name}" if name == input_key else name
                 texts[layer] = f"{title}\n{format_score(self.frame_score(name, stack, t))}"
             unc = L.find(self.viewer, name + L.UNCERTAINTY_SUFFIX)
             if unc is not None:
-                texts[unc] = f"{name}\nuncertainty (Laplace scale)"
+                texts[unc] = f"{title}\nuncertainty (Laplace scale)"
             err = L.find(self.viewer, name + L.ERROR_SUFFIX)
             if err is not None:
                 frame = np.asarray(err.data)[t] if err.data.ndim == 3 else err.data
-                texts[err] = (f"{name}\n|error| vs ground truth, mean "
+                texts[err] = (f"{title}\n|error| vs ground truth\nmean "
                               f"{float(np.mean(frame)):.4f}")
         if gt is not None:
-            texts[gt] = f"{GT_LABEL}: {gt.name}"
+            texts[gt] = GT_LABEL
         return texts
 
     def update_overlays(self, event=None) -> None:

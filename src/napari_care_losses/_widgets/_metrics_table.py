@@ -13,6 +13,8 @@ from ..metrics import Score
 from ._compare_jobs import mean_score
 
 NO_GT = "no ground truth"
+#: Widest the method column gets by itself (pixels); the user can drag it wider.
+METHOD_COLUMN_MAX = 170
 #: Background of the best cell in each column (green, readable on dark and light themes).
 BEST_COLOR = QColor(46, 139, 87, 170)
 #: Item data role holding True on the best cell of a column.
@@ -33,6 +35,8 @@ class MetricsTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.verticalHeader().setVisible(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setWordWrap(False)
         self.setMinimumHeight(120)
         self._methods: list[str] = []
         self._scores: dict[str, list[Score] | None] = {}
@@ -63,7 +67,9 @@ class MetricsTable(QTableWidget):
             self.setHorizontalHeaderLabels(headers)
             self.setRowCount(len(methods))
             for row, name in enumerate(methods):
-                self.setItem(row, 0, QTableWidgetItem(name))
+                item = QTableWidgetItem(name)
+                item.setToolTip(name)
+                self.setItem(row, 0, item)
                 toggle = QTableWidgetItem()
                 toggle.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled
                                 if has_gt else Qt.ItemFlag.NoItemFlags)
@@ -83,6 +89,11 @@ class MetricsTable(QTableWidget):
                 self._mark_best()
             header = self.horizontalHeader()
             header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+            # long model names are elided in the middle (full name in the tooltip) so the
+            # mean columns stay in view
+            header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+            self.resizeColumnToContents(0)
+            self.setColumnWidth(0, min(self.columnWidth(0), METHOD_COLUMN_MAX))
         finally:
             self._filling = False
 

@@ -26,7 +26,7 @@ class PanelTextOverlay(TextOverlay):
     """Multi-line text drawn in the top-left corner of its layer's grid panel."""
 
     position: CanvasPosition = CanvasPosition.TOP_LEFT
-    font_size: float = 11
+    font_size: float = 9
     box: bool = True
 
 

@@ -362,8 +362,12 @@ class CompareWidget(QWidget):
             self._worker = None
             self._set_running(False)
             self.view.refresh_table()
+            if not self._stop.is_set():
+                self._say(f"{previous} · scored against {self.gt_combo.currentText()!r}"
+                          if previous else f"scored against {self.gt_combo.currentText()!r}")
             self.run_finished.emit()
 
+        previous = self.status.text() if not self.status.styleSheet() else ""
         self._run = {}
         self._stop.clear()
         self._set_running(True)

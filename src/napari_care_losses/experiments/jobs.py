@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,16 @@ def _limit_threads() -> None:
         os.environ.setdefault("OMP_NUM_THREADS", n)
 
 
+def _print_epoch(title: str, event) -> None:
+    """One line per epoch, so a long run shows where it is (a Dask worker's log, or the
+    terminal when the grid runs serially)."""
+    from ..training import EpochEnd
+
+    if isinstance(event, EpochEnd):
+        print(f"    {title}: epoch {event.epoch}/{event.epochs}, loss {event.loss:.4g}, "
+              f"validation {event.val_loss:.4g} ({event.seconds:.0f} s)", flush=True)
+
+
 def run_train_job(job: TrainJob) -> dict[str, Any]:
     """Train one model into its folder (unless already finished); return a job record."""
     from ..config import TrainConfig
@@ -167,7 +178,8 @@ def run_train_job(job: TrainJob) -> dict[str, Any]:
     patches = make_patches(low, high, cfg.patch_size, cfg.patches_per_image, cfg.val_fraction,
                            seed=cfg.seed)
     info = {"low": str(low), "high": str(high), "job": job.key, "run_id": uuid.uuid4().hex}
-    done = run_training(patches, cfg, job.path.parent, model_dir=job.path, data_info=info)
+    done = run_training(patches, cfg, job.path.parent, model_dir=job.path, data_info=info,
+                        on_event=partial(_print_epoch, job.title))
     return {"job": job.key, "type": "train", "status": "ran", "title": job.title,
             "seconds": time.perf_counter() - t0, "best_val_loss": done.best_val_loss,
             "started": started, "finished": time.time(), **_where()}
