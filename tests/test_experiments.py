@@ -119,6 +119,7 @@ def _mutate(path: str, value):
      "budgets.tiny.methods[1]: unknown method 'xyz'"),
     ("budgets.tiny.test_images", 0, "budgets.tiny.test_images: expected an integer >= 1"),
     ("default_budget", "huge", "default_budget: unknown budget 'huge' (defined: tiny)"),
+    ("budgets.my budget/x", {"training": {}}, "budgets.my budget/x: budget names must be"),
     ("reference", "mse", "reference: unknown method 'mse'"),
     ("experimentz", [], "experimentz: unknown key"),
 ])
@@ -165,6 +166,36 @@ def test_budget_restrictions():
     assert grid.reference is None  # laplace is not part of this budget
     with pytest.raises(SpecError, match="no budget 'big'"):
         parse_spec(raw).grid("big")
+
+
+def test_job_keys_follow_the_resolved_data(tmp_path):
+    """Other data behind the same ``${var}`` means new jobs; a new test file rescoring only."""
+    low, high = (resolve_path(f"sample://0/test/{k}") for k in ("low", "high"))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for f in (low, high):
+            (tmp_path / name / f.name).write_bytes(f.read_bytes())
+    raw = base_raw()
+    pair = {"low": f"${{root}}/{low.name}", "high": f"${{root}}/{high.name}"}
+    raw["datasets"] = {"mine": {"train": dict(pair), "test": dict(pair)}}
+    raw["experiments"] = [{"train": "mine", "test": "mine"}]
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(raw))
+
+    def keys(root: str, test_root: str | None = None) -> tuple[set, set]:
+        spec = load_spec(tmp_path / "exp.yaml", {"root": root})
+        if test_root is not None:  # the same file, another test pair
+            raw2 = copy.deepcopy(raw)
+            raw2["datasets"]["mine"]["test"] = {"low": f"{test_root}/{low.name}",
+                                                "high": f"{test_root}/{high.name}"}
+            spec = parse_spec(raw2, tmp_path, variables={"root": root})
+        p = runner.plan(spec.grid(), tmp_path / "out")
+        return {j.key for j in p.train_jobs}, {j.key for j in p.score_jobs}
+
+    train_a, score_a = keys("a")
+    train_b, score_b = keys("b")
+    assert not train_a & train_b and not score_a & score_b
+    train_t, score_t = keys("a", test_root="b")
+    assert train_t == train_a and not score_t & score_a
 
 
 def test_cli_errors_return_2_without_traceback(tmp_path, capsys):
@@ -390,6 +421,7 @@ def test_report_from_fake_results(tmp_path, monkeypatch):
     assert "| image | Input | Laplace | FFT | BP | TV |" in md
     assert "Paired t-test against **Laplace**" in md and "## Versions" in md
     assert "csbdeep" in md and "![crops, ch0 → ch1](figures/ch0__ch1_panel.png)" in md
+    assert "| learning_rate | 0.0004 |" in md  # settings the budget left at their default
     html = (out / "report.html").read_text()
     assert '<img src="figures/ch0__ch0_spectra.png"' in html
 

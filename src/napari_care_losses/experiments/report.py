@@ -206,8 +206,13 @@ def _training_section(outdir: Path, models: list[dict], figures: bool) -> list[s
 def _config_section(outdir: Path, plan: dict) -> list[str]:
     out = ["## Configuration", "", f"Budget `{plan['budget']}`: patch sizes "
            f"{plan['patch_sizes']}, seeds {plan['seeds']}, test images "
-           f"{plan.get('test_images') or 'all'}.", "", "| training setting | value |",
-           "| --- | --- |"]
+           f"{plan.get('test_images') or 'all'}."]
+    if plan.get("budget_description"):
+        out += ["", " ".join(plan["budget_description"].split())]
+    if plan.get("variables"):
+        out += ["", "Variables: " + ", ".join(f"`{k}` = `{v}`"
+                                               for k, v in plan["variables"].items()) + "."]
+    out += ["", "| training setting | value |", "| --- | --- |"]
     out += [f"| {k} | {v} |" for k, v in plan["training"].items()]
     out += ["", "| method | column | definition |", "| --- | --- | --- |"]
     for m in plan["methods"]:

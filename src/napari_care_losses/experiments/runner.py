@@ -1,9 +1,10 @@
 """Plan an experiment grid into jobs, skip what is already done, run the rest.
 
-A model is keyed by (train dataset, loss + parameters, patch size, seed, budget) and shared
-by every experiment that trains on that dataset; scoring jobs are keyed by (method or model,
-test dataset, calibration dataset). The plan is written to ``plan.json`` before anything
-runs, so ``experiment report`` can rebuild tables and figures from the folder alone.
+A model is keyed by (train dataset and its resolved file paths, loss + parameters, patch
+size, seed, budget and every training setting) and shared by every experiment that trains on
+that dataset; scoring jobs are keyed by (method or model, test files, calibration files).
+The plan is written to ``plan.json`` before anything runs, so ``experiment report`` can
+rebuild tables and figures from the folder alone.
 
 Execution is serial in-process (``workers=0``) or on Dask distributed: a ``LocalCluster``
 (processes, one thread each) or any scheduler address. Training futures are passed as
@@ -52,7 +53,9 @@ class Plan:
             "name": g.name, "budget": g.budget.name, "reference": ref,
             "source": spec.source if spec else None,
             "description": spec.description if spec else "",
-            "training": g.budget.training, "patch_sizes": list(g.patch_sizes),
+            "budget_description": g.budget.description,
+            "variables": dict(spec.variables) if spec else {},
+            "training": g.training_settings(), "patch_sizes": list(g.patch_sizes),
             "seeds": list(g.seeds), "test_images": g.budget.test_images,
             "methods": [m.to_dict() for m in g.methods],
             "datasets": {k: {s: (asdict(p) if (p := getattr(d, s)) else None)
@@ -76,7 +79,8 @@ def plan(grid: Grid, outdir: str | Path) -> Plan:
     def model_for(dataset: str, method, ps: int, seed: int) -> TrainJob:
         cfg = grid.train_config(method, ps, seed)
         ds = grid.datasets[dataset]
-        key = make_key({"train": dataset, "source": ds.source, "loss": cfg.loss.to_dict(),
+        key = make_key({"train": dataset, "data": [ds.train.low, ds.train.high],
+                        "loss": cfg.loss.to_dict(),
                         "patch_size": ps, "seed": seed, "budget": b.name,
                         "config": cfg.to_dict()})
         if key not in train_jobs:
@@ -91,12 +95,12 @@ def plan(grid: Grid, outdir: str | Path) -> Plan:
     def score_job(exp, method_id, label, kind, suffix="", **kw) -> ScoreJob:
         test = grid.datasets[exp.test]
         payload = {"experiment": exp.id, "method": method_id, "test": exp.test,
-                   "source": test.source,
+                   "data": [test.test.low, test.test.high],
                    "test_images": b.test_images, "suffix": suffix,
                    "kind": kind, **{k: v for k, v in kw.items() if k != "calibration"}}
         if kind == "baseline" and kw.get("factor") is None:
-            train = grid.datasets[exp.train]
-            payload.update(calibrated_on=exp.train, cal_source=train.source,
+            cal = kw["calibration"]
+            payload.update(calibrated_on=exp.train, cal_data=[cal.low, cal.high],
                            cal_frames=b.calibration_frames)
         key = make_key(payload)
         name = f"{method_id}{suffix}"

@@ -66,7 +66,6 @@ class Dataset:
     train: Pair | None = None
     validation: Pair | None = None
     test: Pair | None = None
-    source: str = ""  # the definition as written (JSON), part of the model keys
 
 
 @dataclass(frozen=True)
@@ -133,6 +132,11 @@ class Grid:
     seeds: tuple[int, ...]
     reference: str | None
 
+    def training_settings(self) -> dict[str, Any]:
+        """Every training setting of the budget, defaults included (not loss/patch/seed)."""
+        cfg = TrainConfig(patch_size=self.patch_sizes[0], **self.budget.training).to_dict()
+        return {k: v for k, v in cfg.items() if k in TRAIN_KEYS}
+
     def train_config(self, method: Method, patch_size: int, seed: int) -> TrainConfig:
         return TrainConfig(loss=LossSpec.create(method.loss.name, method.loss.params, patch_size),
                            patch_size=patch_size, seed=seed, **self.budget.training)
@@ -152,6 +156,7 @@ class ExperimentSpec:
     default_budget: str
     reference: str | None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    variables: dict[str, str | None] = field(default_factory=dict)  # file + command line
 
     def grid(self, budget: str | None = None) -> Grid:
         name = budget or self.default_budget

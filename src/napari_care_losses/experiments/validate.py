@@ -6,7 +6,6 @@ Used by :func:`napari_care_losses.experiments.spec.parse_spec`; errors read like
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +116,7 @@ class Validator:
             self.check_data(datasets, experiments, patch_sizes, budgets)
         return ExperimentSpec(name, str(raw.get("description") or ""), self.source, datasets,
                               tuple(methods), tuple(experiments), patch_sizes, seeds, budgets,
-                              default, reference, raw)
+                              default, reference, raw, variables)
 
     def datasets(self, raw, variables) -> dict[str, Dataset]:
         out = {}
@@ -148,7 +147,7 @@ class Validator:
                     self.broken.add(str(name))
                 elif not (pairs["train"] or pairs["test"]):
                     self.err(key, "needs a train and/or test pair (or sample: {channel: C})")
-            out[str(name)] = Dataset(str(name), **pairs, source=json.dumps(d, sort_keys=True))
+            out[str(name)] = Dataset(str(name), **pairs)
         if not out and isinstance(raw, dict):
             self.err("datasets", "no datasets defined")
         return out
@@ -263,6 +262,9 @@ class Validator:
 
     def budget(self, name, raw, dataset_names, method_ids) -> Budget:
         key = f"budgets.{name}"
+        if not ID_PATTERN.match(name):
+            self.err(key, "budget names must be file-safe (letters, digits, _ . + -): they "
+                          "name the results and model folders")
         raw = self.mapping(raw, key, BUDGET_KEYS)
         training = self.mapping(raw.get("training") or {}, f"{key}.training", TRAIN_KEYS)
         training = {k: x for k, x in training.items() if k in TRAIN_KEYS}
