@@ -130,7 +130,8 @@ def comparison_figure(methods: dict[str, np.ndarray], gt: np.ndarray,
         ax.imshow(img[sl], cmap="magma", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{title}\n{sub}" if sub else f"{title}\n(reference)", fontsize=9)
         ax.axis("off")
-    fig.suptitle("Held-out crop: PSNR / SSIM vs ground truth (affine fit)", fontsize=10)
+    fig.suptitle(f"Held-out field {frame + 1} of {len(gt)} (centre {c} px shown): PSNR / SSIM "
+                 "of the whole field vs ground truth (affine fit)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path)
     plt.close(fig)
