@@ -79,12 +79,17 @@ class TrainConfig:
         return cls(**kwargs)
 
 
-def versions() -> dict[str, str]:
-    """Versions of the packages that shape a trained model (recorded with it)."""
+MODEL_PACKAGES = ("napari-care-losses", "csbdeep", "tensorflow", "tensorflow-cpu", "keras",
+                  "numpy")
+
+
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of the packages that shape a trained model (recorded with it), then of
+    ``extra`` packages; those not installed are left out."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("napari-care-losses", "csbdeep", "tensorflow", "tensorflow-cpu", "keras", "numpy"):
+    for pkg in (*MODEL_PACKAGES, *extra):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

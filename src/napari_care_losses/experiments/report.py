@@ -25,17 +25,9 @@ from .spec import resolve_path
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     from ..config import versions
 
-    out = versions()
-    for pkg in ("scipy", "scikit-image", "matplotlib", "dask", "distributed", "pyyaml"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+    return versions(("scipy", "scikit-image", "matplotlib", "dask", "distributed", "pyyaml"))
 
 
 def _load_models(outdir: Path, models: list[dict]) -> list[dict]:
