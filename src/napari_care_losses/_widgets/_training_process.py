@@ -46,7 +46,7 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
 
     ``stop`` ends training after the current batch, also when nobody iterates this
     generator any more (a pump thread watches it); closing the generator sets it. The
-    child saves its model before it exits.
+    child saves its model before it exits; the generator ends once the child has exited.
     """
     n, first = len(configs), configs[0].loss.label if configs else ""
     yield JobEvent(0, n, first, Preparing("starting the training process …"))
@@ -63,18 +63,19 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
     child.start()
     received: queue.Queue = queue.Queue()
     pump = threading.Thread(target=_pump, name="care-train-pump", daemon=True, args=(
-        child, events, received, stop, shared_stop, preview, frame, tmp, (n, first)))
+        child, events, received, stop, shared_stop, preview, frame, tmp, (0, n, first)))
     pump.start()
     try:
         while (item := received.get()) != _DONE:
             yield item
-    finally:  # normal end: a no-op; closed early: nobody listens, so stop the child
-        if pump.is_alive():
-            stop.set()
+    except GeneratorExit:  # closed early: nobody listens, so stop the child (the pump
+        stop.set()  # still waits for it and cleans up)
+        raise
+    pump.join()  # the child has exited and its temporary files are gone
 
 
 def _pump(child, events, received: queue.Queue, stop: StopFlag, shared_stop, preview,
-          frame, tmp: Path, job: tuple[int, str]) -> None:
+          frame, tmp: Path, job: tuple[int, int, str]) -> None:
     """Move the child's events into ``received`` until it is done, pass Stop and the
     preview frame on, report a child that died, and clean up after it."""
     try:
@@ -88,6 +89,8 @@ def _pump(child, events, received: queue.Queue, stop: StopFlag, shared_stop, pre
                 if item is _EMPTY:
                     received.put(JobEvent(*job, Failed(_died(child.exitcode), None)))
                     break
+            if isinstance(item, JobEvent):
+                job = (item.job, item.n_jobs, item.label)  # a death is the running job's
             if item is not _EMPTY:
                 received.put(item)
             if item == _DONE:
