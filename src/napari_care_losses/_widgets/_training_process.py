@@ -11,11 +11,14 @@ travel as temporary ``.npy`` files that the child memory-maps (read one frame at
 events come back through a queue that a pump thread always drains (so the child can never
 block on it); Stop is a process-shared event, checked after every batch; the frame to
 preview is a shared integer that follows the viewer. An orphaned child (napari killed)
-stops after its current batch and saves its model.
+stops after its current batch and saves its model. The child runs at a lower scheduling
+priority (``nice`` 10): on a busy machine napari's event loop gets the CPU first, on an idle
+one training still uses every core.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -34,6 +37,8 @@ from ._training_run import JobEvent, Preparing, PreviewRequest
 
 #: Seconds between checks of the Stop flag, the preview frame and the child's health.
 POLL_S = 0.1
+#: Scheduling priority of the training process (higher = yields the CPU to napari first).
+CHILD_NICENESS = 10
 #: What the child sends after its last event; ``_EMPTY`` stands for "nothing queued".
 _DONE = "done"
 _EMPTY = object()
@@ -150,6 +155,8 @@ def _child_main(paths: list[str], names: tuple[str, str], configs: list[TrainCon
     from ..data import FrameStack
     from ._training_run import run_jobs
 
+    with contextlib.suppress(OSError, AttributeError):  # not on every platform
+        os.nice(CHILD_NICENESS)  # napari's event loop comes first when cores are scarce
     try:
         low, high = (FrameStack.from_array(np.load(p, mmap_mode="r"), name)
                      for p, name in zip(paths, names, strict=True))
