@@ -91,3 +91,29 @@ def test_config_validation_and_roundtrip():
         tiny_config().with_loss("bandpass", {"sigma2": 9})
     with pytest.raises(ValueError, match="unknown training settings: colour"):
         TrainConfig.from_dict({"colour": 1})
+
+
+def test_the_seed_fixes_the_initial_weights(tmp_path):
+    from napari_care_losses.training import build_care
+
+    def weights(seed: int) -> list[np.ndarray]:
+        cfg = tiny_config("mae", seed=seed)
+        return build_care(cfg, f"s{seed}_{len(list(tmp_path.iterdir()))}",
+                          tmp_path).keras_model.get_weights()
+
+    a, b, c = weights(3), weights(3), weights(4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+@pytest.mark.slow
+def test_a_diverging_run_fails_with_a_clear_message(tiny_patches, tmp_path):
+    from napari_care_losses.data import PatchData
+
+    bad = PatchData(tiny_patches.X, np.full_like(tiny_patches.Y, np.nan), tiny_patches.X_val,
+                    tiny_patches.Y_val)
+    events = list(train(bad, tiny_config("mae"), tmp_path))
+    assert isinstance(events[-1], Failed)
+    assert "diverged" in events[-1].error and "lower learning rate" in events[-1].error
+    meta = json.loads((events[-1].model_dir / META_FILE).read_text())
+    assert meta["status"] == "failed"

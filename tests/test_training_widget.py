@@ -193,7 +193,7 @@ def test_closing_the_viewer_stops_training(dock, qtbot, tmp_path):
     stop = dock._active.stop
     qtbot.waitUntil(lambda: dock.plot.n_points() >= 2, timeout=TIMEOUT_MS)
     dock.viewer.close()
-    assert stop.is_set()
+    qtbot.waitUntil(stop.is_set, timeout=5000)
 
     def training_processes() -> list[multiprocessing.Process]:
         return [p for p in multiprocessing.active_children() if p.name == "care-train"]

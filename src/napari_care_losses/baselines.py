@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from .data import PMAX, PMIN, as_stack
+from .data import PMAX, PMIN, as_stack, open_pair, release
 from .metrics import score
 
 
@@ -96,15 +96,21 @@ class Baseline:
     def restore(self, stack) -> np.ndarray:
         """Denoise a 2D image or stack (path, array or FrameStack) frame by frame."""
         frames = as_stack(stack)
-        return np.stack([self.restore_frame(f) for f in frames])
+        try:
+            return np.stack([self.restore_frame(f) for f in frames])
+        finally:
+            release((frames, stack))
 
     @classmethod
     def calibrated(cls, name: str, low, high, frames: Sequence[int] | None = None,
                    factors: Sequence[float] = CALIBRATION_FACTORS) -> Baseline:
         """Pick the strength factor with the best mean PSNR on validation pairs."""
-        lows, highs = as_stack(low, "low"), as_stack(high, "high")
-        idx = list(frames) if frames is not None else list(range(min(3, lows.n_frames)))
-        pairs = [(lows.frame(i), highs.frame(i)) for i in idx]
+        lows, highs = open_pair(low, high)
+        try:
+            idx = list(frames) if frames is not None else list(range(min(3, lows.n_frames)))
+            pairs = [(lows.frame(i), highs.frame(i)) for i in idx]
+        finally:
+            release((lows, low), (highs, high))
         best = max(factors, key=lambda f: np.mean(
             [score(cls.create(name, f).restore_frame(lo), hi).psnr for lo, hi in pairs]))
         return cls.create(name, best)

@@ -19,11 +19,15 @@ PARAM_FLAGS = ("sigma1", "sigma2", "weight", "alpha")
 
 def _loss_specs(args, patch_size: int) -> list[LossSpec]:
     specs = []
+    given = {k: getattr(args, k) for k in PARAM_FLAGS if getattr(args, k) is not None}
     for name in args.loss:
         spec = LossSpec.create(name, patch_size=patch_size)
-        params = {k: getattr(args, k) for k in PARAM_FLAGS
-                  if getattr(args, k) is not None and k in DEFAULT_PARAMS[spec.name]}
+        params = {k: v for k, v in given.items() if k in DEFAULT_PARAMS[spec.name]}
         specs.append(LossSpec.create(spec.name, params, patch_size))
+    unused = [k for k in given if not any(k in DEFAULT_PARAMS[s.name] for s in specs)]
+    if unused:
+        print(f"note: {', '.join('--' + k for k in unused)} apply to none of the chosen "
+              "losses; ignored")
     return specs
 
 
@@ -43,23 +47,27 @@ def cmd_train(args) -> int:
                            cfg.val_fraction, cfg.seed)
     stop = StopFlag()
     # First Ctrl+C: finish the current batch, keep the best model; second: abort.
-    signal.signal(signal.SIGINT, lambda *_: (print("\nStopping after this batch ..."),
-                                             stop.set(), signal.signal(signal.SIGINT,
-                                                                       signal.default_int_handler)))
+    previous = signal.signal(signal.SIGINT, lambda *_: (
+        print("\nStopping after this batch ..."), stop.set(),
+        signal.signal(signal.SIGINT, signal.default_int_handler)))
     status = 0
-    for spec in specs:
-        data_info = {"low": str(args.low), "high": str(args.high)}
-        for event in train(patches, replace(cfg, loss=spec), args.out, stop,
-                           data_info=data_info):
-            if isinstance(event, BatchEnd):
-                if args.verbose:
-                    print(f"    step {event.step}/{event.steps_per_epoch} loss {event.loss:.4f}")
-                continue
-            _print_event(event, print)
-            if isinstance(event, Failed):
-                status = 1
-        if stop.is_set():
-            break
+    try:
+        for spec in specs:
+            data_info = {"low": str(args.low), "high": str(args.high)}
+            for event in train(patches, replace(cfg, loss=spec), args.out, stop,
+                               data_info=data_info):
+                if isinstance(event, BatchEnd):
+                    if args.verbose:
+                        print(f"    step {event.step}/{event.steps_per_epoch} "
+                              f"loss {event.loss:.4f}")
+                    continue
+                _print_event(event, print)
+                if isinstance(event, Failed):
+                    status = 1
+            if stop.is_set():
+                return 130  # interrupted; the model trained so far is saved
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return status
 
 
@@ -93,6 +101,8 @@ def cmd_evaluate(args) -> int:
     from .predict import load_model
     from .score_tables import to_markdown, write_csv
 
+    if args.metric == "raw" and args.data_range is None:
+        raise ValueError("--metric raw needs --data-range (e.g. 255 for 8-bit images)")
     low, high = open_pair(args.low, args.high)
     gt = high.to_array()
     methods = {"Input": low.to_array()}
@@ -192,8 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         args.loss = ["laplace"]
     try:
         return int(args.func(args) or 0)
-    except (DataError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (DataError, ValueError, OSError, RuntimeError) as exc:  # OSError: files
         print(f"napari-care-losses {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"napari-care-losses {args.command}: error: out of memory; use fewer patches "
+              "per image, a smaller batch or smaller tiles", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -56,7 +56,11 @@ class FrameStack:
         shape, dtype = tuple(series.shape), series.dtype
         if len(shape) == 2:
             shape = (1, *shape)
-        _check_layout(str(path), shape, dtype, axes=series.axes)
+        try:
+            _check_layout(str(path), shape, dtype, axes=series.axes)
+        except DataError:
+            tif.close()
+            raise
         pages = series.pages
         if len(pages) == shape[0] and all(p is not None for p in pages):
             def read(i: int) -> np.ndarray:
@@ -142,9 +146,25 @@ def check_pair(low: FrameStack, high: FrameStack, patch_size: int | None = None)
 
 def open_pair(low, high, patch_size: int | None = None) -> tuple[FrameStack, FrameStack]:
     """Open and check a low/high pair given as paths, arrays or stacks."""
-    low_s, high_s = as_stack(low, "low"), as_stack(high, "high")
-    check_pair(low_s, high_s, patch_size)
+    low_s = as_stack(low, "low")
+    try:
+        high_s = as_stack(high, "high")
+    except DataError:
+        release((low_s, low))
+        raise
+    try:
+        check_pair(low_s, high_s, patch_size)
+    except DataError:
+        release((low_s, low), (high_s, high))
+        raise
     return low_s, high_s
+
+
+def release(*opened: tuple[FrameStack, object]) -> None:
+    """Close each ``(stack, source)`` stack that was opened from a path (not passed in)."""
+    for stack, source in opened:
+        if stack is not source:
+            stack.close()
 
 
 def normalize(img: np.ndarray, pmin: float = PMIN, pmax: float = PMAX) -> np.ndarray:
@@ -213,9 +233,12 @@ def make_patches(
     except DataError:
         raise
     except ValueError as exc:
-        raise DataError(f"{low_s.name}: could not cut {patch_size}px patches ({exc})") from None
+        raise DataError(f"{low_s.name} / {high_s.name}: could not cut {patch_size}px patches "
+                        f"({exc})") from None
     finally:
         np.random.set_state(state)
+        release((low_s, low), (high_s, high))
     X, Y = np.moveaxis(X, 1, -1), np.moveaxis(Y, 1, -1)  # SCYX -> SYXC
-    n_val = max(1, int(round(len(X) * val_fraction)))  # patches are already shuffled (seeded)
+    # patches are already shuffled (seeded); keep at least one on each side
+    n_val = min(max(1, int(round(len(X) * val_fraction))), len(X) - 1)
     return PatchData(X[n_val:], Y[n_val:], X[:n_val], Y[:n_val])

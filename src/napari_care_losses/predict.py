@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, read_meta
-from .data import FrameStack, as_stack
+from .data import FrameStack, as_stack, release
 from .losses import LossSpec
 
 #: Frames larger than this (per side, pixels) are split into tiles by default.
@@ -42,7 +42,11 @@ class RestorationModel:
         if not self.model_dir.is_dir():
             raise FileNotFoundError(f"{self.model_dir}: model folder not found")
         self.meta = read_meta(self.model_dir)
-        self.config = TrainConfig.from_dict(self.meta["train"])
+        try:
+            self.config = TrainConfig.from_dict(self.meta["train"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{self.model_dir}: unusable model metadata "
+                             f"({type(exc).__name__}: {exc})") from None
         self._care = None
 
     @property
@@ -69,8 +73,12 @@ class RestorationModel:
             if not (self.model_dir / "weights_best.h5").exists():
                 raise FileNotFoundError(f"{self.model_dir}: no weights_best.h5 (training "
                                         "never reached its first save)")
-            with contextlib.redirect_stdout(io.StringIO()):  # CSBDeep prints "Loading ..."
-                self._care = build_care(None, self.model_dir.name, self.model_dir.parent)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # CSBDeep prints "Loading"
+                    self._care = build_care(None, self.model_dir.name, self.model_dir.parent)
+            except (OSError, ValueError) as exc:  # h5py: truncated or corrupt weights
+                raise OSError(f"{self.model_dir}: cannot load the model "
+                              f"({type(exc).__name__}: {exc})") from None
         return self._care
 
     def restore_frame(self, img: np.ndarray, tile_size: int = DEFAULT_TILE
@@ -96,21 +104,27 @@ class RestorationModel:
                      ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         """Yield ``(index, restoration, scale)`` frame by frame (for progress and Stop)."""
         frames: FrameStack = as_stack(stack)
-        for i in range(frames.n_frames):
-            yield (i, *self.restore_frame(frames.frame(i), tile_size))
+        try:
+            for i in range(frames.n_frames):
+                yield (i, *self.restore_frame(frames.frame(i), tile_size))
+        finally:
+            release((frames, stack))
 
     def restore(self, stack, tile_size: int = DEFAULT_TILE,
                 progress: Callable[[int, int], None] | None = None) -> Restoration:
         """Restore a 2D image or a stack (path, array or :class:`FrameStack`)."""
         frames = as_stack(stack)
-        out = np.empty((frames.n_frames, *frames.frame_shape), np.float32)
-        scale = np.empty_like(out) if self.probabilistic else None
-        for i, img, sc in self.iter_restore(frames, tile_size):
-            out[i] = img
-            if scale is not None:
-                scale[i] = sc
-            if progress:
-                progress(i + 1, frames.n_frames)
+        try:
+            out = np.empty((frames.n_frames, *frames.frame_shape), np.float32)
+            scale = np.empty_like(out) if self.probabilistic else None
+            for i, img, sc in self.iter_restore(frames, tile_size):
+                out[i] = img
+                if scale is not None:
+                    scale[i] = sc
+                if progress:
+                    progress(i + 1, frames.n_frames)
+        finally:
+            release((frames, stack))
         return Restoration(out, scale)
 
     def __repr__(self) -> str:

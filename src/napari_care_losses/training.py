@@ -7,6 +7,7 @@ validation loss) are always kept and the model folder stays loadable.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -135,6 +136,10 @@ def _loss_care_class():
 def build_care(cfg: TrainConfig | None, name: str, basedir: Path):
     """A CARE model with our loss; ``cfg=None`` loads an existing folder for prediction."""
     cls = _loss_care_class()
+    if cfg is not None:  # Keras draws the initial weights when the layers are built
+        import keras
+
+        keras.utils.set_random_seed(cfg.seed)
     model = cls(_care_config(cfg) if cfg is not None else None, name=name, basedir=str(basedir))
     model.train_config = cfg
     return model
@@ -163,13 +168,16 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
             self.epoch = 0
             self.t0 = time.perf_counter()
             self.stopped = False  # True once a stop request ended training early
+            self.nonfinite: tuple[int, int, float] | None = None  # first NaN/inf batch loss
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch, self.t0 = epoch, time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            events.put(BatchEnd(self.epoch, batch + 1, cfg.steps_per_epoch,
-                                float((logs or {}).get("loss", float("nan")))))
+            loss = float((logs or {}).get("loss", float("nan")))
+            if not math.isfinite(loss) and self.nonfinite is None:
+                self.nonfinite = (self.epoch + 1, batch + 1, loss)
+            events.put(BatchEnd(self.epoch, batch + 1, cfg.steps_per_epoch, loss))
             if stop.is_set():
                 self.model.stop_training = self.stopped = True
 
@@ -248,33 +256,39 @@ def train(
             _save_weights(model)
             events.put(None)
 
-    yield Started(model_dir, cfg.loss.name.value, len(patches.X), len(patches.X_val),
-                  cfg.epochs, cfg.steps_per_epoch)
     thread = threading.Thread(target=work, name=f"care-train-{model_dir.name}", daemon=True)
     thread.start()
     try:
+        yield Started(model_dir, cfg.loss.name.value, len(patches.X), len(patches.X_val),
+                      cfg.epochs, cfg.steps_per_epoch)
         while (event := events.get()) is not None:
             yield event
     finally:  # also on generator close: stop, wait for the saved weights, write metadata
         if thread.is_alive():
             stop.set()
         thread.join()
-        final = _conclude(model_dir, cfg, patches, outcome, callback.stopped, info)
+        final = _conclude(model_dir, cfg, patches, outcome, callback, info)
     yield final
 
 
 def _conclude(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: dict,
-              stopped: bool, info: dict) -> Finished | Failed:
+              callback, info: dict) -> Finished | Failed:
     """Write the final metadata and build the last event."""
-    history = outcome.get("history", {})
+    history, stopped = outcome.get("history", {}), callback.stopped
     if "error" in outcome:
         exc, details = outcome["error"]
         write_meta(model_dir, _meta(cfg, patches, "failed", error=str(exc), **info))
         return Failed(f"training {cfg.loss.name.value} failed: {exc}", model_dir, details)
+    if callback.nonfinite is not None:  # CSBDeep's TerminateOnNaN ended it
+        epoch, step, loss = callback.nonfinite
+        msg = (f"training {cfg.loss.name.value} diverged: the loss became {loss} at step "
+               f"{step} of epoch {epoch}; try a lower learning rate")
+        write_meta(model_dir, _meta(cfg, patches, "failed", error=msg, history=history, **info))
+        return Failed(msg, model_dir)
     if not history:  # generator closed before fit returned
         write_meta(model_dir, _meta(cfg, patches, "stopped", **info))
         return Finished(model_dir, True, 0, float("nan"), {})
-    val = history.get("val_loss", [])
+    val = [v for v in history.get("val_loss", []) if math.isfinite(v)]
     best = min(val) if val else float("nan")
     write_meta(model_dir, _meta(cfg, patches, "stopped" if stopped else "finished",
                                 history=history, best_val_loss=best, **info))

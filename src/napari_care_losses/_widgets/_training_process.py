@@ -7,26 +7,32 @@ with the viewer; a crash of TensorFlow (or the kernel's out-of-memory killer) en
 child, not napari; and napari's OpenGL libraries never meet TensorFlow's LLVM.
 
 Qt-free: the dock runs :func:`run_jobs_in_process` in a ``thread_worker``. The frames
-travel as temporary ``.npy`` files that the child memory-maps (read one frame at a time);
-events come back through a queue that a pump thread always drains (so the child can never
-block on it); Stop is a process-shared event, checked after every batch; the frame to
-preview is a shared integer that follows the viewer. An orphaned child (napari killed)
-stops after its current batch and saves its model. The child runs at a lower scheduling
-priority (``nice`` 10): on a busy machine napari's event loop gets the CPU first, on an idle
-one training still uses every core.
+travel as temporary ``.npy`` files that the child memory-maps (read one frame at a time)
+and unlinks at once. Events come back through a one-way pipe that a pump thread always
+drains; only the child holds its write end, so a child that dies (even mid-message) shows
+as end-of-file, and a child whose napari died gets a broken pipe. Stop is a process-shared
+event, checked after every batch; the frame to preview is a shared integer that follows the
+viewer. An orphaned child stops after its current batch and saves its model. The child runs
+at a lower scheduling priority (``nice`` 10): on a busy machine napari's event loop gets the
+CPU first, on an idle one training still uses every core. When napari exits, running
+children are asked to stop and given :data:`EXIT_GRACE_S` seconds to save their model.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing as mp
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from multiprocessing import util as _mp_util  # noqa: F401 - registers its exit handler
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +45,12 @@ from ._training_run import JobEvent, Preparing, PreviewRequest
 POLL_S = 0.1
 #: Scheduling priority of the training process (higher = yields the CPU to napari first).
 CHILD_NICENESS = 10
-#: What the child sends after its last event; ``_EMPTY`` stands for "nothing queued".
+#: Seconds napari's exit waits for a stopping child to finish its batch and save.
+EXIT_GRACE_S = 120.0
+#: What the child sends after its last event.
 _DONE = "done"
-_EMPTY = object()
+#: Running children and their stop events (for the exit handler).
+_RUNNING: dict = {}
 
 
 def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str],
@@ -55,20 +64,27 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
     """
     n, first = len(configs), configs[0].loss.label if configs else ""
     yield JobEvent(0, n, first, Preparing("starting the training process …"))
-    tmp = Path(tempfile.mkdtemp(prefix="care-train-"))
-    paths = []
-    for name, data in (("low", low), ("high", high)):
-        paths.append(str(tmp / f"{name}.npy"))
-        np.save(paths[-1], np.asarray(data))
     ctx = mp.get_context("spawn")  # never fork a process that runs Qt and threads
-    events, shared_stop = ctx.Queue(), ctx.Event()
-    frame = ctx.Value("i", int(preview.frame))
-    child = ctx.Process(target=_child_main, name="care-train", args=(
-        paths, names, list(configs), str(outdir), shared_stop, frame, preview.every, events))
-    child.start()
+    tmp = Path(tempfile.mkdtemp(prefix="care-train-"))
+    try:
+        paths = []
+        for name, data in (("low", low), ("high", high)):
+            paths.append(str(tmp / f"{name}.npy"))
+            np.save(paths[-1], np.asarray(data))
+        reader, writer = ctx.Pipe(duplex=False)
+        shared_stop, frame = ctx.Event(), ctx.Value("i", int(preview.frame))
+        child = ctx.Process(target=_child_main, name="care-train", args=(
+            paths, names, list(configs), str(outdir), shared_stop, frame, preview.every,
+            writer))
+        child.start()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    writer.close()  # the child holds the only write end: its death reads as end-of-file
+    _RUNNING[child] = shared_stop
     received: queue.Queue = queue.Queue()
     pump = threading.Thread(target=_pump, name="care-train-pump", daemon=True, args=(
-        child, events, received, stop, shared_stop, preview, frame, tmp, (0, n, first)))
+        child, reader, received, stop, shared_stop, preview, frame, tmp, (0, n, first)))
     pump.start()
     try:
         while (item := received.get()) != _DONE:
@@ -79,7 +95,7 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
     pump.join()  # the child has exited and its temporary files are gone
 
 
-def _pump(child, events, received: queue.Queue, stop: StopFlag, shared_stop, preview,
+def _pump(child, reader, received: queue.Queue, stop: StopFlag, shared_stop, preview,
           frame, tmp: Path, job: tuple[int, int, str]) -> None:
     """Move the child's events into ``received`` until it is done, pass Stop and the
     preview frame on, report a child that died, and clean up after it."""
@@ -88,30 +104,25 @@ def _pump(child, events, received: queue.Queue, stop: StopFlag, shared_stop, pre
             if stop.is_set():
                 shared_stop.set()
             frame.value = int(preview.frame)
-            item = _next(events, POLL_S)
-            if item is _EMPTY and not child.is_alive():
-                item = _next(events)  # it may have sent its last events as it ended
-                if item is _EMPTY:
-                    received.put(JobEvent(*job, Failed(_died(child.exitcode), None)))
-                    break
-            if isinstance(item, JobEvent):
-                job = (item.job, item.n_jobs, item.label)  # a death is the running job's
-            if item is not _EMPTY:
-                received.put(item)
+            if not wait([reader, child.sentinel], POLL_S):
+                continue
+            try:
+                item = reader.recv()  # what it sent before it exited is still read first
+            except (EOFError, OSError):  # exited (or died mid-message) without _DONE
+                child.join()
+                received.put(JobEvent(*job, Failed(_died(child.exitcode), None)))
+                return
             if item == _DONE:
                 return
+            if isinstance(item, JobEvent):
+                job = (item.job, item.n_jobs, item.label)  # a death is the running job's
+            received.put(item)
     finally:
         received.put(_DONE)  # a second _DONE after a normal end is never read
+        reader.close()
         child.join()
+        _RUNNING.pop(child, None)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _next(events, timeout: float = 0.0):
-    """The next queued item, or ``_EMPTY`` if none came within ``timeout`` seconds."""
-    try:
-        return events.get(timeout=timeout) if timeout else events.get_nowait()
-    except queue.Empty:
-        return _EMPTY
 
 
 def _died(exitcode: int | None) -> str:
@@ -119,6 +130,31 @@ def _died(exitcode: int | None) -> str:
         hint = " (killed: out of memory?)" if exitcode == -9 else ""
         return f"the training process was ended by signal {-exitcode}{hint}"
     return f"the training process exited unexpectedly (exit code {exitcode})"
+
+
+@atexit.register  # after multiprocessing.util's handler, so it runs before it (LIFO)
+def _stop_children() -> None:
+    """At exit (before multiprocessing joins its children without a timeout): ask running
+    children to stop, give them time to save, then end those that hang."""
+    for shared_stop in list(_RUNNING.values()):
+        shared_stop.set()
+    for child in list(_RUNNING):
+        child.join(EXIT_GRACE_S)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+class _SharedPreview:
+    """The child's view of the dock's :class:`PreviewRequest` (frame shared live)."""
+
+    def __init__(self, every: int, frame) -> None:
+        self.every = every
+        self._frame = frame
+
+    @property
+    def frame(self) -> int:
+        return int(self._frame.value)
 
 
 class _StopOrOrphaned:
@@ -135,46 +171,42 @@ class _StopOrOrphaned:
         return self.event.is_set() or (self.parent is not None and not self.parent.is_alive())
 
 
-class _SharedPreview:
-    """The child's view of the dock's :class:`PreviewRequest` (frame shared live)."""
-
-    def __init__(self, every: int, frame) -> None:
-        self.every = every
-        self._frame = frame
-
-    @property
-    def frame(self) -> int:
-        return int(self._frame.value)
-
-
 def _child_main(paths: list[str], names: tuple[str, str], configs: list[TrainConfig],
-                outdir: str, stop_event, frame, every: int, events) -> None:
+                outdir: str, stop_event, frame, every: int, writer) -> None:
     """Entry point of the child process: run the jobs, send every event, then ``_DONE``."""
     import traceback
 
     from ..data import FrameStack
     from ._training_run import run_jobs
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # napari (the parent) decides when to stop
     with contextlib.suppress(OSError, AttributeError):  # not on every platform
         os.nice(CHILD_NICENESS)  # napari's event loop comes first when cores are scarce
     try:
-        low, high = (FrameStack.from_array(np.load(p, mmap_mode="r"), name)
-                     for p, name in zip(paths, names, strict=True))
+        arrays = [np.load(p, mmap_mode="r") for p in paths]
+        for p in paths:  # the maps keep the data; nothing is left behind if we die
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+        low, high = (FrameStack.from_array(a, name)
+                     for a, name in zip(arrays, names, strict=True))
         stop = StopFlag(_StopOrOrphaned(stop_event))
         for item in run_jobs(low, high, configs, Path(outdir), stop,
                              _SharedPreview(every, frame)):
-            events.put(item)
+            writer.send(item)
+    except BrokenPipeError:
+        pass  # napari is gone: the job saw the orphaned stop flag and saved its model
     except BaseException as exc:  # noqa: BLE001 - reported to the dock, never lost
         label = configs[0].loss.label if configs else ""
-        events.put(JobEvent(0, len(configs), label,
-                            Failed(f"training process failed: {exc}", None,
-                                   traceback.format_exc())))
+        with contextlib.suppress(OSError):
+            writer.send(JobEvent(0, len(configs), label, Failed(
+                f"training process failed: {type(exc).__name__}: {exc}", None,
+                traceback.format_exc())))
     finally:
-        events.put(_DONE)
-        events.close()
-        events.join_thread()  # everything sent, every model saved and closed
+        with contextlib.suppress(OSError):
+            writer.send(_DONE)
+        writer.close()
         sys.stdout.flush()
         sys.stderr.flush()
-        # skip the interpreter's shutdown: TensorFlow's tf.data threads can spin in it for
-        # tens of seconds ("Python interpreter state is not initialized")
+        # every model is saved and closed: skip the interpreter's shutdown, in which
+        # TensorFlow's tf.data threads can spin for tens of seconds
         os._exit(0)

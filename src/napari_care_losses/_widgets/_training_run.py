@@ -102,6 +102,8 @@ def _jobs(low: FrameStack, high: FrameStack, configs: Sequence[TrainConfig], out
         yield wrap(Preparing(f"building the {cfg.loss.label} network …"))
         if previewer is not None:
             previewer.prepare(cfg)
+        if stop.is_set():  # stopped while preparing: no model at all rather than a junk one
+            return
         info = {"low": low.name, "high": high.name, "frames": low.n_frames}
         events = train(patches[key], cfg, outdir, stop, data_info=info)
         try:

@@ -16,7 +16,7 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from napari.utils.theme import get_theme
-from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
     QFormLayout,
     QFrame,
@@ -71,10 +71,10 @@ class _ActiveRun:
         self.worker = None
 
     def halt(self, *_args) -> None:
+        """Stop after the current batch; the worker keeps reading until the training
+        process has saved its model and exited."""
         if self.stop is not None:
             self.stop.set()
-        if self.worker is not None:
-            self.worker.quit()
 
     def finish(self, *_args) -> None:
         """The worker is done (connected first, so it runs even if the widget is gone)."""
@@ -172,16 +172,21 @@ class TrainingWidget(QWidget):
             window.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
-        if event.type() == QEvent.Close:
-            self.shutdown()
+        if event.type() == QEvent.Close:  # napari may still ask "close?" and be cancelled:
+            window = weakref.ref(obj)  # decide once the close has happened (or not)
+            QTimer.singleShot(0, lambda: self._halt_if_closed(window()))
         return False
+
+    def _halt_if_closed(self, window) -> None:
+        if window is None or not window.isVisible():
+            self._active.halt()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.shutdown()
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        """Stop a running job (after its current batch) and quit the worker."""
+        """Stop a running job after its current batch (its model is saved)."""
         self._active.halt()
 
     # ------------------------------------------------------------------ state

@@ -140,7 +140,7 @@ def fft_loss() -> LossFn:
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         diff = tf.transpose(y_pred - tf.cast(y_true, y_pred.dtype), [0, 3, 1, 2])
         shape = tf.shape(diff)
-        norm = tf.sqrt(tf.cast(shape[2] * shape[3], tf.float32))
+        norm = tf.sqrt(tf.cast(shape[2] * shape[3], diff.dtype))
         spec = tf.signal.fft2d(tf.complex(diff, tf.zeros_like(diff)))  # grad: real part
         return tf.reduce_mean(tf.abs(spec)) / norm
 
