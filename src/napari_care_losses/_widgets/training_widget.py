@@ -167,9 +167,15 @@ class TrainingWidget(QWidget):
         self.viewer.events.theme.connect(self._apply_theme)
         self.viewer.dims.events.current_step.connect(self._follow_frame)
         self.destroyed.connect(self._active.halt)  # bound to _ActiveRun, not to self
-        window = getattr(self.viewer.window, "_qt_window", None)
-        if isinstance(window, QObject):
+        self._watched_window: QObject | None = None
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        """Once docked, watch napari's main window: closing it stops a running job."""
+        window = self.window()
+        if window is not self and window is not self._watched_window:
             window.installEventFilter(self)
+            self._watched_window = window
+        super().showEvent(event)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Close:  # napari may still ask "close?" and be cancelled:
