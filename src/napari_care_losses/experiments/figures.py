@@ -63,6 +63,7 @@ def loss_curves(models: Sequence[Mapping], path: Path, title: str = "") -> Path 
             ax.plot(epochs, h["val_loss"], "s--", ms=3, label="validation")
         ax.set_title(m["title"], fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.tick_params(labelsize=7)
         if i == 0:
             ax.legend(fontsize=7)
