@@ -90,10 +90,29 @@ def test_layer_choices_and_mismatch(dock):
     assert dock.train_button.isEnabled()
     assert "patches" in dock.data_label.text()
 
-    dock.high_picker.set_layer("odd high")
+    def usable(picker):
+        items = [picker.model().item(i) for i in range(picker.count())]
+        return {it.text(): (it.isEnabled(), it.toolTip()) for it in items}
+
+    high = usable(dock.high_picker)  # only layers that pair with the low layer are offered
+    assert high["W2S high"] == (True, "")
+    assert not high["W2S low"][0] and "low-exposure layer" in high["W2S low"][1]
+    assert not high["odd high"][0] and "do not pair" in high["odd high"][1]
+    viewer.add_image(np.zeros((8, 8, 3), np.uint8), name="photo", rgb=True)
+    assert not usable(dock.low_picker)["photo"][0]
+    assert "RGB" in usable(dock.low_picker)["photo"][1]
+
+    dock.low_picker.set_layer("odd high")  # nothing pairs with it: say so, do not train
+    assert not any(ok for ok, _ in usable(dock.high_picker).values())
     assert "do not pair" in dock.data_label.text()
     assert dock.data_label.isVisibleTo(dock) and not dock.train_button.isEnabled()
     assert not dock.start_training()
+    viewer.add_image(np.ones((3, 64, 64), np.uint8), name="odd gt")
+    assert dock.high_picker.currentText() == "odd gt" and dock.train_button.isEnabled()
+    dock.low_picker.set_layer("W2S low")
+    assert dock.high_picker.currentText() == "W2S high"
+    dock.high_picker.set_layer("odd high")  # chosen from code anyway: explained
+    assert "do not pair" in dock.data_label.text() and not dock.train_button.isEnabled()
 
     dock.high_picker.set_layer("W2S low")
     assert "two different layers" in dock.data_label.text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +42,24 @@ def pair_problem(low: Image | None, high: Image | None, patch_size: int | None) 
     return None
 
 
+def image_problem(layer: Image) -> str | None:
+    """Why ``layer`` is not a usable image or stack, or ``None``."""
+    try:
+        _shape_only(layer)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def partner_problem(low: Image | None, layer: Image) -> str | None:
+    """Why ``layer`` cannot be the ground truth of ``low`` (shapes only), or ``None``."""
+    if low is None:
+        return image_problem(layer)
+    if layer is low:
+        return "this is the low-exposure layer"
+    return pair_problem(low, layer, None)
+
+
 def _check_kind(layer: Image) -> None:
     if layer.multiscale:
         raise DataError(f"{layer.name}: multiscale (pyramid) images are not supported")
@@ -59,17 +78,21 @@ class LayerPicker(QComboBox):
     """Combo box of the viewer's Image layers, kept in sync with the layer list.
 
     ``prefer`` pre-selects the first layer whose name contains it (e.g. ``"low"``);
-    ``fallback`` is the index picked otherwise.
+    ``fallback`` is the index picked otherwise. ``rule`` says why a layer cannot be picked
+    (or ``None`` when it can): such layers are listed greyed out with the reason as tooltip,
+    and a usable layer is selected in their place when there is one.
     """
 
     layer_changed = Signal()
 
     def __init__(self, viewer: napari.Viewer, prefer: str = "", fallback: int = 0,
+                 rule: Callable[[Image], str | None] | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._viewer = viewer
         self._prefer = prefer.lower()
         self._fallback = fallback
+        self._rule = rule
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(10)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
@@ -104,20 +127,29 @@ class LayerPicker(QComboBox):
                 if isinstance(lay, Image) and not lay.metadata.get("care_preview")]
 
     def refresh(self, *_args) -> None:
-        """Rebuild the choices, keeping the selection when the layer still exists."""
+        """Rebuild the choices, keeping the selection while the layer exists and is usable."""
         layers = self._images()
         keys = [id(lay) for lay in layers]
+        reasons = [self._rule(lay) if self._rule else None for lay in layers]
+        usable = [i for i, why in enumerate(reasons) if why is None]
         keep = self.currentData()
         self.blockSignals(True)
         self.clear()
-        for layer in layers:
+        for i, (layer, why) in enumerate(zip(layers, reasons, strict=True)):
             self.addItem(layer.name, id(layer))
-        if keep in keys:
+            if why is not None:
+                item = self.model().item(i)
+                item.setEnabled(False)
+                item.setToolTip(why)
+        hits = [i for i in usable if self._prefer and self._prefer in layers[i].name.lower()]
+        if keep in keys and keys.index(keep) in usable:
+            index = keys.index(keep)
+        elif usable:
+            index = hits[0] if hits else min(usable, key=lambda i: abs(i - self._fallback))
+        elif keep in keys:  # nothing usable: keep the choice, the dock says what is wrong
             index = keys.index(keep)
         else:
-            hits = [i for i, lay in enumerate(layers)
-                    if self._prefer and self._prefer in lay.name.lower()]
-            index = hits[0] if hits else min(self._fallback, len(layers) - 1)
+            index = min(self._fallback, len(layers) - 1)
         self.setCurrentIndex(index)
         self.blockSignals(False)
         self._on_index()
@@ -138,5 +170,7 @@ class LayerPicker(QComboBox):
             layer.events.data.connect(self._on_data)
 
     def _on_data(self, event) -> None:
+        if self._rule is not None:  # a new shape may make a layer (un)usable
+            self.refresh()
         if getattr(event, "source", None) is self.layer():
             self.layer_changed.emit()

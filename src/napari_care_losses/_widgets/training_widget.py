@@ -32,7 +32,13 @@ from qtpy.QtWidgets import (
 
 from ..predict import RestorationModel
 from ..training import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag
-from ._layers import LayerPicker, layer_array, pair_problem
+from ._layers import (
+    LayerPicker,
+    image_problem,
+    layer_array,
+    pair_problem,
+    partner_problem,
+)
 from ._training_form import TrainingForm
 from ._training_process import run_jobs_in_process
 from ._training_run import (
@@ -87,8 +93,11 @@ class TrainingWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.low_picker = LayerPicker(napari_viewer, prefer="low", fallback=0)
-        self.high_picker = LayerPicker(napari_viewer, prefer="high", fallback=1)
+        self.low_picker = LayerPicker(napari_viewer, prefer="low", fallback=0,
+                                      rule=image_problem)
+        self.high_picker = LayerPicker(napari_viewer, prefer="high", fallback=1,
+                                       rule=lambda lay: partner_problem(
+                                           self.low_picker.layer(), lay))
         self.data_label = QLabel()
         self.data_label.setWordWrap(True)
         self.form = TrainingForm()
@@ -159,6 +168,7 @@ class TrainingWidget(QWidget):
         return QSize(max(hint.width(), content + bar, 400), hint.height())
 
     def _connect(self) -> None:
+        self.low_picker.layer_changed.connect(self.high_picker.refresh)
         self.low_picker.layer_changed.connect(self._validate)
         self.high_picker.layer_changed.connect(self._validate)
         self.form.changed.connect(self._validate)
