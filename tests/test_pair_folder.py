@@ -1,0 +1,96 @@
+"""Folders of paired low/high images: both layouts, clear errors, and the napari reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_care_losses._reader import get_reader
+from napari_care_losses.data import DataError
+from napari_care_losses.pair_folder import find_pairs, read_pairs
+
+RNG = np.random.default_rng(0)
+
+
+def _img(*shape, dtype=np.uint16) -> np.ndarray:
+    return RNG.integers(0, 1000, shape).astype(dtype)
+
+
+def _subfolders(root: Path, high_name: str = "GT") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    data = {"b.tif": (_img(32, 40), _img(32, 40)), "a.tif": (_img(2, 32, 40), _img(2, 32, 40))}
+    for sub in ("low", high_name):
+        (root / sub).mkdir(parents=True)
+    for name, (lo, hi) in data.items():
+        tifffile.imwrite(root / "low" / name, lo)
+        tifffile.imwrite(root / high_name / name, hi)
+    return data
+
+
+def test_subfolder_layout_stacks_pairs_in_name_order(tmp_path):
+    data = _subfolders(tmp_path, "GT")
+    (tmp_path / "notes.txt").write_text("not an image")
+    pairs = find_pairs(tmp_path)
+    assert pairs.names == ["a.tif", "b.tif"]
+    low, high = read_pairs(pairs)
+    assert low.shape == high.shape == (3, 32, 40)
+    np.testing.assert_array_equal(low[:2], data["a.tif"][0])
+    np.testing.assert_array_equal(high[2], data["b.tif"][1])
+
+
+def test_flat_layout_pairs_by_name(tmp_path):
+    lo, hi = _img(24, 24, dtype=np.uint8), _img(24, 24, dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "cell1_low.tif", lo)
+    tifffile.imwrite(tmp_path / "cell1-HIGH.TIF", hi)
+    tifffile.imwrite(tmp_path / "overview.tif", lo)  # untagged files are ignored
+    low, high = read_pairs(find_pairs(tmp_path))
+    np.testing.assert_array_equal(low[0], lo)
+    np.testing.assert_array_equal(high[0], hi)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "no paired TIFF images"),
+    ("unmatched", "no partner for c.tif"),
+    ("two_high", "need one low and one high subfolder"),
+    ("sizes", "frames differ in size"),
+    ("pair_shape", "do not pair"),
+])
+def test_bad_folders_say_what_is_wrong(tmp_path, case, message):
+    if case == "empty":
+        tifffile.imwrite(tmp_path / "image.tif", _img(16, 16))
+    elif case == "unmatched":
+        _subfolders(tmp_path)
+        tifffile.imwrite(tmp_path / "low" / "c.tif", _img(32, 40))
+    elif case == "two_high":
+        _subfolders(tmp_path)
+        (tmp_path / "target").mkdir()
+    elif case == "sizes":
+        for name, side in (("x", 16), ("y", 20)):
+            tifffile.imwrite(tmp_path / f"{name}_low.tif", _img(side, side))
+            tifffile.imwrite(tmp_path / f"{name}_high.tif", _img(side, side))
+    else:
+        tifffile.imwrite(tmp_path / "x_low.tif", _img(16, 16))
+        tifffile.imwrite(tmp_path / "x_high.tif", _img(16, 24))
+    with pytest.raises(DataError, match=message) as err:
+        read_pairs(find_pairs(tmp_path))
+    assert str(tmp_path) in str(err.value)  # names the folder or file
+
+
+def test_reader_declines_what_it_cannot_read(tmp_path):
+    tifffile.imwrite(tmp_path / "image.tif", _img(16, 16))
+    assert get_reader(str(tmp_path)) is None  # a plain folder: napari's own reader
+    assert get_reader(str(tmp_path / "image.tif")) is None
+    assert get_reader([str(tmp_path)]) is None
+
+
+def test_napari_opens_a_pair_folder_as_low_and_high_layers(make_napari_viewer, tmp_path):
+    pytest.importorskip("napari")
+    folder = tmp_path / "session1"
+    _subfolders(folder)
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="napari-care-losses")
+    assert [layer.name for layer in viewer.layers] == ["session1 low", "session1 high"]
+    assert viewer.layers["session1 low"].data.shape == (3, 32, 40)
+    assert viewer.layers["session1 high"].metadata["care_pair_files"] == ["a.tif", "b.tif"]
