@@ -94,3 +94,35 @@ def test_napari_opens_a_pair_folder_as_low_and_high_layers(make_napari_viewer, t
     assert [layer.name for layer in viewer.layers] == ["session1 low", "session1 high"]
     assert viewer.layers["session1 low"].data.shape == (3, 32, 40)
     assert viewer.layers["session1 high"].metadata["care_pair_files"] == ["a.tif", "b.tif"]
+
+
+def test_names_are_matched_loosely_but_never_silently_dropped(tmp_path):
+    for name in ("img10", "img2"):
+        tifffile.imwrite(tmp_path / f"{name}_low.ome.tif", _img(16, 16))
+        tifffile.imwrite(tmp_path / f"{name}_Ground_Truth.TIFF", _img(16, 16))
+    (tmp_path / "._img2_low.tif").write_bytes(b"macOS metadata, not a TIFF")
+    (tmp_path / "raw").mkdir()  # a lone tagged subfolder does not hide the flat pairs
+    pairs = find_pairs(tmp_path)
+    assert pairs.names == ["img2_low.ome.tif", "img10_low.ome.tif"]  # natural order
+    tifffile.imwrite(tmp_path / "img2-low.tif", _img(16, 16))
+    with pytest.raises(DataError, match="img2"):
+        find_pairs(tmp_path)
+
+
+def test_mixed_pixel_types_stack_into_a_common_type(tmp_path):
+    tifffile.imwrite(tmp_path / "a_low.tif", _img(16, 16, dtype=np.uint8))
+    tifffile.imwrite(tmp_path / "a_high.tif", _img(16, 16, dtype=np.uint8))
+    tifffile.imwrite(tmp_path / "b_low.tif", _img(16, 16, dtype=np.uint16))
+    tifffile.imwrite(tmp_path / "b_high.tif", np.full((16, 16), 0.5, np.float32))
+    low, high = read_pairs(find_pairs(tmp_path))
+    assert (low.dtype, high.dtype) == (np.uint16, np.float32)
+    assert high[1].max() == 0.5
+
+
+def test_reader_takes_near_misses_so_napari_shows_the_error(tmp_path):
+    _subfolders(tmp_path)
+    tifffile.imwrite(tmp_path / "low" / "c.tif", _img(32, 40))
+    reader = get_reader(str(tmp_path))
+    assert reader is not None
+    with pytest.raises(DataError, match="no partner for c.tif"):
+        reader(str(tmp_path))

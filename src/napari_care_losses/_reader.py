@@ -6,19 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .data import DataError
-from .pair_folder import find_pairs, read_pairs
+from .pair_folder import find_pairs, looks_like_pair_folder, read_pairs
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:
-    """A reader for a folder of low/high pairs, or ``None`` (napari then tries others)."""
-    if isinstance(path, list) or not Path(path).is_dir():
-        return None
-    try:
-        find_pairs(path)
-    except DataError:
+    """A reader for a folder that looks like low/high pairs, or ``None``.
+
+    The folder is only glanced at here; a near miss (say a file without partner) is
+    accepted so that reading it tells the user exactly what is wrong.
+    """
+    if isinstance(path, list) or not Path(path).is_dir() or not looks_like_pair_folder(path):
         return None
     return read_pair_folder
 

@@ -1,13 +1,14 @@
 """Folders of paired low/high-exposure images: find the pairs and stack them.
 
-Two layouts are recognised (names are case-insensitive):
+Two layouts are recognised (folder names, tags and file names are matched ignoring case,
+``.tif``/``.tiff``/``.ome.tif`` alike):
 
 * CSBDeep's: subfolders ``low/`` and ``high/`` (or ``GT/``, ``target/`` …) holding files
   with the same names, e.g. ``low/cell1.tif`` ↔ ``GT/cell1.tif``;
 * flat: ``NAME_low.tif`` ↔ ``NAME_high.tif`` (also ``-``, ``.`` or space before the tag).
 
 Each file is a 2D image or a stack of 2D frames; the frames of all pairs are stacked in
-file-name order into one low and one high stack.
+natural file-name order (``img2`` before ``img10``) into one low and one high stack.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ from .data import DataError, open_pair, release
 
 LOW_TAGS = ("low", "noisy", "input", "source", "raw")
 HIGH_TAGS = ("high", "gt", "ground_truth", "groundtruth", "target", "clean")
-TIFF_SUFFIXES = (".tif", ".tiff")
-_FLAT = re.compile(r"^(?P<name>.+)[_\-. ](?P<tag>[a-z_]+)$", re.IGNORECASE)
+_TIFF = re.compile(r"(\.ome)?\.tiff?$", re.IGNORECASE)
+_FLAT = re.compile(r"^(?P<name>.+)[_\-. ](?P<tag>" + "|".join(LOW_TAGS + HIGH_TAGS) + r")$",
+                   re.IGNORECASE)
 HINT = ("expected subfolders low/ and high/ (or GT/) with the same file names, or files "
         "named NAME_low.tif and NAME_high.tif")
 
 
 @dataclass(frozen=True)
 class FolderPairs:
-    """Matched files of a folder, in name order."""
+    """Matched files of a folder, in natural name order."""
 
     folder: Path
     low: tuple[Path, ...]
@@ -41,22 +43,59 @@ class FolderPairs:
         return [p.name for p in self.low]
 
 
-def _tiffs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+def _natural(text: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
-def _subfolder(folder: Path, tags: tuple[str, ...]) -> list[Path]:
-    return [p for p in sorted(folder.iterdir()) if p.is_dir() and p.name.lower() in tags]
+def _tiffs(folder: Path) -> dict[str, Path]:
+    """TIFF files of ``folder`` by their lower-case name without the suffix."""
+    out: dict[str, Path] = {}
+    for path in folder.iterdir():
+        if path.name.startswith(".") or not path.is_file() or not _TIFF.search(path.name):
+            continue
+        key = _TIFF.sub("", path.name).lower()
+        if key in out:
+            raise DataError(f"{folder}: {out[key].name} and {path.name} have the same name")
+        out[key] = path
+    return out
+
+
+def _subfolders(folder: Path, tags: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.lower() in tags)
+
+
+def _flat(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    low: dict[str, Path] = {}
+    high: dict[str, Path] = {}
+    for key, path in _tiffs(folder).items():
+        if m := _FLAT.match(key):
+            side = low if m["tag"] in LOW_TAGS else high
+            if m["name"] in side:
+                raise DataError(f"{folder}: {side[m['name']].name} and {path.name} are both "
+                                f"{m['tag']!r} images of {m['name']!r}")
+            side[m["name"]] = path
+    return low, high
 
 
 def _match(folder: Path, low: dict[str, Path], high: dict[str, Path], what: str) -> FolderPairs:
-    alone = sorted(set(low) ^ set(high))
+    alone = sorted((low.get(k) or high[k]).name for k in set(low) ^ set(high))
     if alone:
         shown = ", ".join(alone[:5]) + (f" and {len(alone) - 5} more" if len(alone) > 5 else "")
         raise DataError(f"{folder}: {what}: no partner for {shown}")
-    keys = sorted(low)
+    keys = sorted(low, key=_natural)
     return FolderPairs(folder, tuple(low[k] for k in keys), tuple(high[k] for k in keys))
+
+
+def looks_like_pair_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` has a low/high subfolder or a tagged TIFF (cheap; no reading)."""
+    folder = Path(folder)
+    try:
+        if _subfolders(folder, LOW_TAGS + HIGH_TAGS):
+            return True
+        return any(_FLAT.match(_TIFF.sub("", p.name)) for p in folder.iterdir()
+                   if _TIFF.search(p.name) and not p.name.startswith("."))
+    except OSError:
+        return False
 
 
 def find_pairs(folder: str | Path) -> FolderPairs:
@@ -64,43 +103,45 @@ def find_pairs(folder: str | Path) -> FolderPairs:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
-    lows, highs = _subfolder(folder, LOW_TAGS), _subfolder(folder, HIGH_TAGS)
+    lows, highs = _subfolders(folder, LOW_TAGS), _subfolders(folder, HIGH_TAGS)
+    if len(lows) == 1 and len(highs) == 1:
+        return _match(folder, _tiffs(lows[0]), _tiffs(highs[0]),
+                      f"{lows[0].name}/ and {highs[0].name}/")
+    low, high = _flat(folder)
+    if low or high:
+        return _match(folder, low, high, "low/high files")
     if lows or highs:
-        if len(lows) != 1 or len(highs) != 1:
-            found = ", ".join(p.name + "/" for p in lows + highs)
-            raise DataError(f"{folder}: need one low and one high subfolder, found {found}")
-        low = {p.name: p for p in _tiffs(lows[0])}
-        high = {p.name: p for p in _tiffs(highs[0])}
-        if low or high:
-            return _match(folder, low, high, f"{lows[0].name}/ and {highs[0].name}/")
-    low, high = {}, {}
-    for path in _tiffs(folder):
-        m = _FLAT.match(path.stem)
-        tag = m["tag"].lower() if m else ""
-        side = low if tag in LOW_TAGS else high if tag in HIGH_TAGS else None
-        if side is not None:
-            side[m["name"] + path.suffix.lower()] = path
-    if not low and not high:
-        raise DataError(f"{folder}: no paired TIFF images found; {HINT}")
-    return _match(folder, low, high, "low/high files")
+        found = ", ".join(p.name + "/" for p in lows + highs)
+        raise DataError(f"{folder}: need one low and one high subfolder, found {found}")
+    raise DataError(f"{folder}: no paired TIFF images found; {HINT}")
 
 
 def read_pairs(pairs: FolderPairs) -> tuple[np.ndarray, np.ndarray]:
-    """All frames of the pairs as two ``TYX`` arrays (each pair checked like a training pair)."""
-    lows, highs = [], []
+    """All frames of the pairs as two ``TYX`` arrays (each pair checked like a training pair).
+
+    Every pair is checked before anything is read, then frames go straight into the
+    two output arrays.
+    """
+    layout = []
     for lo, hi in zip(pairs.low, pairs.high, strict=True):
         s_lo, s_hi = open_pair(lo, hi)
+        layout.append((s_lo.n_frames, s_lo.frame_shape, s_lo.dtype, s_hi.dtype))
+        release((s_lo, lo), (s_hi, hi))
+    shapes = {shape for _, shape, _, _ in layout}
+    if len(shapes) > 1:
+        raise DataError(f"{pairs.folder}: frames differ in size ({sorted(shapes)}); one "
+                        "layer needs frames of one size")
+    n = sum(count for count, *_ in layout)
+    shape = (n, *shapes.pop())
+    out = [np.empty(shape, np.result_type(*(d[2 + side] for d in layout))) for side in (0, 1)]
+    start = 0
+    for (lo, hi), (count, *_) in zip(zip(pairs.low, pairs.high, strict=True), layout,
+                                     strict=True):
+        s_lo, s_hi = open_pair(lo, hi)
         try:
-            lows += list(s_lo)
-            highs += list(s_hi)
+            for i in range(count):
+                out[0][start + i], out[1][start + i] = s_lo.frame(i), s_hi.frame(i)
         finally:
             release((s_lo, lo), (s_hi, hi))
-    for stack, files in ((lows, pairs.low), (highs, pairs.high)):
-        shapes = {f.shape for f in stack}
-        dtypes = {f.dtype for f in stack}
-        if len(shapes) > 1:
-            raise DataError(f"{pairs.folder}: frames differ in size ({sorted(shapes)}); "
-                            f"cannot stack {files[0].name} … {files[-1].name} into one layer")
-        if len(dtypes) > 1:
-            stack[:] = [f.astype(np.float32) for f in stack]
-    return np.stack(lows), np.stack(highs)
+        start += count
+    return out[0], out[1]
