@@ -14,6 +14,7 @@ natural file-name order (``img2`` before ``img10``) into one low and one high st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,13 +48,17 @@ def _natural(text: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
+def _tiff_entries(folder: Path) -> Iterator[tuple[str, Path]]:
+    """``(lower-case name without the TIFF suffix, path)`` of the visible TIFFs of ``folder``."""
+    for path in folder.iterdir():
+        if not path.name.startswith(".") and _TIFF.search(path.name) and path.is_file():
+            yield _TIFF.sub("", path.name).lower(), path
+
+
 def _tiffs(folder: Path) -> dict[str, Path]:
     """TIFF files of ``folder`` by their lower-case name without the suffix."""
     out: dict[str, Path] = {}
-    for path in folder.iterdir():
-        if path.name.startswith(".") or not path.is_file() or not _TIFF.search(path.name):
-            continue
-        key = _TIFF.sub("", path.name).lower()
+    for key, path in _tiff_entries(folder):
         if key in out:
             raise DataError(f"{folder}: {out[key].name} and {path.name} have the same name")
         out[key] = path
@@ -92,8 +97,7 @@ def looks_like_pair_folder(folder: str | Path) -> bool:
     try:
         if _subfolders(folder, LOW_TAGS + HIGH_TAGS):
             return True
-        return any(_FLAT.match(_TIFF.sub("", p.name)) for p in folder.iterdir()
-                   if _TIFF.search(p.name) and not p.name.startswith("."))
+        return any(_FLAT.match(key) for key, _ in _tiff_entries(folder))
     except OSError:
         return False
 
@@ -122,26 +126,26 @@ def read_pairs(pairs: FolderPairs) -> tuple[np.ndarray, np.ndarray]:
     Every pair is checked before anything is read, then frames go straight into the
     two output arrays.
     """
-    layout = []
+    counts, shapes, dtypes = [], set(), ([], [])
     for lo, hi in zip(pairs.low, pairs.high, strict=True):
-        s_lo, s_hi = open_pair(lo, hi)
-        layout.append((s_lo.n_frames, s_lo.frame_shape, s_lo.dtype, s_hi.dtype))
+        s_lo, s_hi = open_pair(lo, hi)  # headers only: checks the pair, reads no pixels
+        counts.append(s_lo.n_frames)
+        shapes.add(s_lo.frame_shape)
+        dtypes[0].append(s_lo.dtype)
+        dtypes[1].append(s_hi.dtype)
         release((s_lo, lo), (s_hi, hi))
-    shapes = {shape for _, shape, _, _ in layout}
     if len(shapes) > 1:
         raise DataError(f"{pairs.folder}: frames differ in size ({sorted(shapes)}); one "
                         "layer needs frames of one size")
-    n = sum(count for count, *_ in layout)
-    shape = (n, *shapes.pop())
-    out = [np.empty(shape, np.result_type(*(d[2 + side] for d in layout))) for side in (0, 1)]
+    shape = (sum(counts), *shapes.pop())
+    low, high = (np.empty(shape, np.result_type(*d)) for d in dtypes)
     start = 0
-    for (lo, hi), (count, *_) in zip(zip(pairs.low, pairs.high, strict=True), layout,
-                                     strict=True):
+    for lo, hi, count in zip(pairs.low, pairs.high, counts, strict=True):
         s_lo, s_hi = open_pair(lo, hi)
         try:
             for i in range(count):
-                out[0][start + i], out[1][start + i] = s_lo.frame(i), s_hi.frame(i)
+                low[start + i], high[start + i] = s_lo.frame(i), s_hi.frame(i)
         finally:
             release((s_lo, lo), (s_hi, hi))
         start += count
-    return out[0], out[1]
+    return low, high

@@ -60,6 +60,11 @@ def partner_problem(low: Image | None, layer: Image) -> str | None:
     return pair_problem(low, layer, None)
 
 
+def _offered(layer) -> bool:
+    """Image layers the pickers list (the dock's own live preview excluded)."""
+    return isinstance(layer, Image) and not layer.metadata.get("care_preview")
+
+
 def _check_kind(layer: Image) -> None:
     if layer.multiscale:
         raise DataError(f"{layer.name}: multiscale (pyramid) images are not supported")
@@ -123,8 +128,7 @@ class LayerPicker(QComboBox):
         raise ValueError(f"no image layer {layer!r} to pick")
 
     def _images(self) -> list[Image]:
-        return [lay for lay in self._viewer.layers
-                if isinstance(lay, Image) and not lay.metadata.get("care_preview")]
+        return [lay for lay in self._viewer.layers if _offered(lay)]
 
     def refresh(self, *_args) -> None:
         """Rebuild the choices, keeping the selection while the layer exists and is usable."""
@@ -165,7 +169,7 @@ class LayerPicker(QComboBox):
         self.refresh()
 
     def _watch(self, layer) -> None:
-        if isinstance(layer, Image):
+        if _offered(layer):  # not the live preview: its updates never change the choices
             layer.events.name.connect(self.refresh)
             layer.events.data.connect(self._on_data)
 
