@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -13,17 +11,14 @@ pytest.importorskip("napari")
 pytest.importorskip("tensorflow")
 
 from napari_care_losses._widgets import _compare_layers as L  # noqa: E402
-from napari_care_losses._widgets._compare_jobs import (  # noqa: E402
-    baseline_spec,
-    run_method,
-)
+from napari_care_losses._widgets._compare_jobs import panel_title  # noqa: E402
 from napari_care_losses._widgets._overlays import panel_text  # noqa: E402
 from napari_care_losses._widgets.compare_widget import CompareWidget  # noqa: E402
 from napari_care_losses._widgets.model_registry import REGISTRY  # noqa: E402
-from napari_care_losses.baselines import Baseline  # noqa: E402
 from napari_care_losses.data import make_patches  # noqa: E402
 from napari_care_losses.metrics import score  # noqa: E402
 from napari_care_losses.predict import RestorationModel  # noqa: E402
+from napari_care_losses.restore_engine import MethodSpec, MethodStarted  # noqa: E402
 from napari_care_losses.sample_data import load_sample  # noqa: E402
 from napari_care_losses.training import run_training  # noqa: E402
 
@@ -107,15 +102,15 @@ def test_restore_grid_overlays_table_csv_uncertainty(dock, registry, qtbot, tmp_
                     for n in (lap, fft, "TV")} for t in range(2)}
     expected_in = [score(low[t], high[t]) for t in range(2)]
     viewer.dims.set_current_step(0, 0)
-    lap_model = registry["laplace"]
-    assert panel_text(viewer.layers[lap]) == (f"Laplace\n{lap_model.name}\n"
-                                              f"{fmt(expected[0][lap])}")
+    lap_title = panel_title(MethodSpec.for_model(registry["laplace"].model_dir))
+    fft_title = panel_title(MethodSpec.for_model(registry["fft"].model_dir))
+    assert lap_title.startswith("Laplace ") and fft_title.startswith("FFT ")
+    assert panel_text(viewer.layers[lap]) == f"{lap_title}\n{fmt(expected[0][lap])}"
     assert panel_text(viewer.layers["TV"]) == f"TV\n{fmt(expected[0]['TV'])}"
     assert panel_text(viewer.layers[LOW]) == f"Input\n{fmt(expected_in[0])}"
     assert panel_text(viewer.layers[HIGH]) == "Ground truth"
     viewer.dims.set_current_step(0, 1)
-    assert panel_text(viewer.layers[fft]) == (f"FFT\n{registry['fft'].name}\n"
-                                              f"{fmt(expected[1][fft])}")
+    assert panel_text(viewer.layers[fft]) == f"{fft_title}\n{fmt(expected[1][fft])}"
     assert panel_text(viewer.layers[LOW]).endswith(fmt(expected_in[1]))
 
     # table: per frame and mean, best of each column highlighted
@@ -169,56 +164,43 @@ def test_rerun_replaces_and_no_ground_truth(dock, registry, qtbot):
     widget.set_ground_truth(None)
     run(widget, qtbot, ["TV", lap])
     run(widget, qtbot, ["TV"])  # same name: replaced, not duplicated
-    # the unused high layer is not part of the comparison: it goes after it
+    # the unused high layer is not part of the comparison: after it, hidden in the grid
     assert [lyr.name for lyr in viewer.layers] == [LOW, lap, "TV", HIGH]
-    assert L.grid_panels(viewer) == [LOW, lap, "TV", HIGH]
+    assert L.grid_panels(viewer) == [LOW, lap, "TV"]
+    assert not viewer.layers[HIGH].visible
     assert panel_text(viewer.layers[HIGH]) is None
     assert panel_text(viewer.layers["TV"]) == "TV\nno ground truth"
     assert panel_text(viewer.layers[LOW]).endswith("no ground truth")
     assert widget.table.cell_text("TV", "PSNR / SSIM") == "no ground truth"
-    # choosing a ground truth afterwards scores the existing results
+    # choosing a ground truth afterwards scores the existing results (and shows it)
     with qtbot.waitSignal(widget.run_finished, timeout=60000):
         widget.set_ground_truth(HIGH)
+    assert L.grid_panels(viewer) == [LOW, HIGH, lap, "TV"]
+    widget.grid_check.setChecked(False)  # grid off: every layer visible again
+    assert all(lyr.visible for lyr in viewer.layers)
     tv = score(np.asarray(viewer.layers["TV"].data)[0], high[0])
     assert widget.table.cell_text("TV", "PSNR t0") == f"{tv.psnr:.2f}"
     assert panel_text(viewer.layers["TV"]) == f"TV\n{fmt(tv)}"
     assert widget.status.text().endswith(f"scored against {HIGH!r}")
 
 
-def test_stop_discards_the_method_in_progress(dock, qtbot, monkeypatch):
-    """Stop during NL-means (slowed down): TV is kept, the partial NL-means is dropped."""
+def test_stop_discards_the_method_in_progress(dock, qtbot):
+    """Stop as NL-means starts (in the child process): TV is kept, NL-means is dropped."""
     viewer, widget, low, high = dock
     REGISTRY.clear()
+    viewer.add_image(np.concatenate([low] * 6), name="long low")  # 12 frames
+    widget.set_input("long low")
     widget.set_ground_truth(None)
-    slow = Baseline.restore_frame
+    original = widget._on_event
 
-    def slow_frame(self, img):
-        if self.name.value == "nlm":
-            time.sleep(0.5)
-        return slow(self, img)
-
-    monkeypatch.setattr(Baseline, "restore_frame", slow_frame)
-    original = widget._on_progress
-
-    def stop_in_nlm(p):
-        original(p)
-        if p.name == "NL-means":
+    def stop_in_nlm(ev):
+        original(ev)
+        if isinstance(ev, MethodStarted) and ev.name == "NL-means":
             widget.stop()
 
-    widget._on_progress = stop_in_nlm
+    widget._on_event = stop_in_nlm
     run(widget, qtbot, ["TV", "NL-means"])
     assert "TV" in viewer.layers and "NL-means" not in viewer.layers
+    assert viewer.layers["TV"].data.shape == (12, *low.shape[1:])
     assert list(widget.results) == ["TV"]
-    assert "discarded" in widget.status.text()
-
-
-def test_run_method_stops_between_frames():
-    low, _ = load_sample(0, "test")
-    stop = threading.Event()
-    gen = run_method(baseline_spec("tv"), low[:2, :64, :64], None, stop)
-    assert next(gen).done == 0
-    assert next(gen).done == 1
-    stop.set()
-    with pytest.raises(StopIteration) as end:
-        next(gen)
-    assert end.value.value is None
+    assert "discarded the partial NL-means" in widget.status.text()

@@ -17,13 +17,13 @@ import tifffile
 import yaml
 from scipy.stats import ttest_rel
 
-from napari_care_losses.config import read_meta, write_meta
 from napari_care_losses.experiments import SpecError, jobs, load_spec, parse_spec, runner
 from napari_care_losses.experiments import cli as exp_cli
 from napari_care_losses.experiments import tables as tab
 from napari_care_losses.experiments.report import build_report, markdown_to_html
 from napari_care_losses.experiments.spec import find_example, resolve_path
 from napari_care_losses.metrics import score
+from napari_care_losses.model_folder import read_meta, write_meta
 
 W2S_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "w2s"
 

@@ -9,11 +9,11 @@ import threading
 
 import pytest
 
-from napari_care_losses._widgets._training_process import run_jobs_in_process
-from napari_care_losses._widgets._training_run import Preparing, PreviewReady, PreviewRequest
-from napari_care_losses.config import read_meta
+from napari_care_losses.child_process import run_jobs_in_process
+from napari_care_losses.model_folder import read_meta
 from napari_care_losses.predict import load_model
 from napari_care_losses.training import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag
+from napari_care_losses.training_jobs import Preparing, PreviewReady, PreviewRequest
 
 from .conftest import tiny_config
 

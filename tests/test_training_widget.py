@@ -18,7 +18,7 @@ from qtpy.QtCore import Qt, QTimer  # noqa: E402
 from napari_care_losses._widgets import model_list as ml  # noqa: E402
 from napari_care_losses._widgets import training_widget as tw  # noqa: E402
 from napari_care_losses._widgets.model_registry import REGISTRY  # noqa: E402
-from napari_care_losses.config import read_meta  # noqa: E402
+from napari_care_losses.model_folder import read_meta  # noqa: E402
 from napari_care_losses.predict import load_model  # noqa: E402
 from napari_care_losses.sample_data import load_sample  # noqa: E402
 

@@ -23,7 +23,7 @@ class BaselineName(StrEnum):
     GAUSSIAN = "gaussian"
 
 
-BASELINE_LABELS = {BaselineName.TV: "TV", BaselineName.NLM: "NLM",
+BASELINE_LABELS = {BaselineName.TV: "TV", BaselineName.NLM: "NL-means",
                    BaselineName.GAUSSIAN: "Gaussian"}
 
 #: Multipliers of the noise-based strength tried when calibrating on a validation pair.

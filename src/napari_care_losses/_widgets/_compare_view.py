@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..metrics import Score, score
+from ..restore_engine import MethodResult
 from ..spectra import RadialSpectrum, radial_power_spectrum
 from . import _compare_layers as L
-from ._compare_jobs import MethodResult, error_map, format_score, panel_title, spectrum_input
+from ._compare_jobs import error_map, format_score, panel_title, spectrum_input
 from ._overlays import remove_panel_text, set_panel_text
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class CompareView:
         self._errors_on: set[str] = set()
         self._overlaid: weakref.WeakSet = weakref.WeakSet()
         self._n_panels = 0
+        self._hidden: weakref.WeakSet = weakref.WeakSet()  # layers the grid hid
         self._spectra: dict[tuple, RadialSpectrum] = {}
         self.spectrum = None
 
@@ -155,13 +157,27 @@ class CompareView:
         return [lyr for lyr in out if lyr is not None]
 
     def arrange(self) -> None:
-        """Reorder the layer list for the grid, switch grid mode, refresh panel texts."""
+        """Reorder the layer list for the grid, switch grid mode, show only the compared
+        layers while the grid is on (the others come back when it is off), refresh texts."""
         if not self.w.results:  # nothing to compare yet: leave the user's layers alone
+            self._show_hidden()
             self.update_overlays()
             return
-        L.reorder(self.viewer, self.panel_layers())
+        panels = self.panel_layers()
+        L.reorder(self.viewer, panels)
         grid = self.viewer.canvas.grid
         grid.enabled = self.w.grid_check.isChecked()
+        if grid.enabled:
+            for layer in self.viewer.layers:
+                if layer not in panels and layer.visible:
+                    layer.visible = False
+                    self._hidden.add(layer)
+            for layer in panels:
+                if layer in self._hidden:  # compared again: show it
+                    layer.visible = True
+                    self._hidden.discard(layer)
+        else:
+            self._show_hidden()
         if grid.enabled and grid.spacing == 0:
             grid.spacing = 6  # px between panels
         n_panels = grid.actual_shape(self.viewer.layers) if grid.enabled else (1, 1)
@@ -169,6 +185,12 @@ class CompareView:
             self._n_panels = n_panels
             self.viewer.reset_view()
         self.update_overlays()
+
+    def _show_hidden(self) -> None:
+        for layer in list(self._hidden):
+            if layer in self.viewer.layers:
+                layer.visible = True
+        self._hidden.clear()
 
     # ------------------------------------------------------------------ panel texts
 

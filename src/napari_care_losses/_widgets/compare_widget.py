@@ -1,9 +1,11 @@
-"""Compare dock (issue #4): restorations side by side in grid mode, PSNR/SSIM on each panel.
+"""Compare dock: restorations side by side in grid mode, PSNR/SSIM on each panel.
 
 Pick an input (low) layer, an optional ground truth (high) layer, trained models from the
-session registry and the classical baselines; *Restore* runs each method in a
-``thread_worker`` frame by frame. *Stop* is checked between frames: methods that finished
-are kept, the method in progress is discarded, the remaining ones are not run.
+session registry and the classical baselines; *Restore* runs the core's restore-and-score
+engine in a warm child process (:class:`..restore_process.RestoreProcess`: TensorFlow never
+loads in napari's process) and shows each method as it finishes. *Stop* is checked between
+frames: methods that finished are kept, the method in progress is discarded, the remaining
+ones are not run. A child that dies is reported and the next Restore starts a new one.
 """
 
 from __future__ import annotations
@@ -32,20 +34,20 @@ from qtpy.QtWidgets import (
 )
 
 from ..metrics import Score
-from . import _compare_layers as L
-from ._compare_jobs import (
-    STRENGTH_CALIBRATE,
-    STRENGTH_DEFAULT,
+from ..restore_engine import (
+    FrameDone,
+    MethodDone,
+    MethodFailed,
     MethodResult,
     MethodSpec,
-    Progress,
-    as_frames,
-    baseline_spec,
-    model_spec,
-    run_method,
-    score_many,
+    MethodStarted,
+    Stopped,
 )
+from ..restore_process import RestoreProcess
+from . import _compare_layers as L
+from ._compare_jobs import STRENGTH_CALIBRATE, STRENGTH_DEFAULT, as_frames, score_many
 from ._compare_view import CompareView
+from ._layers import image_problem, partner_problem
 from ._metrics_table import MetricsTable
 from .model_registry import REGISTRY
 
@@ -63,13 +65,14 @@ class CompareWidget(QWidget):
         self.viewer = napari_viewer
         self.results: dict[str, MethodResult] = {}
         self._stop = threading.Event()
-        self._queue: list[MethodSpec] = []
         self._worker = None
         self._run: dict = {}
         self._specs: dict[str, MethodSpec] = {}
+        self._process = RestoreProcess()  # started on the first Restore, then kept warm
         self._build_ui()
         self.view = CompareView(self)
         self._connect()
+        REGISTRY.load_folder()  # finished models of earlier sessions
         self._refresh_layer_choices()
         self._refresh_methods()
 
@@ -87,7 +90,8 @@ class CompareWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m frames")
         self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status.setWordWrap(True)  # the whole message, never cut off
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.grid_check = QCheckBox("Grid view")
         self.grid_check.setChecked(True)
         self.uncertainty_check = QCheckBox("Show uncertainty (Laplace)")
@@ -130,7 +134,7 @@ class CompareWidget(QWidget):
         hooks = [(REGISTRY.changed, self._refresh_methods),
                  (layers.inserted, self._refresh_layer_choices),
                  (layers.removed, self._refresh_layer_choices),
-                 (self.viewer.dims.events.current_step, self.view.on_frame),
+                 (self.viewer.dims.events.current_step, self._on_frame),
                  (self.viewer.canvas.grid.events.enabled, self._on_grid_changed)]
         for signal, slot in hooks:
             signal.connect(slot)
@@ -142,43 +146,62 @@ class CompareWidget(QWidget):
                 signal.disconnect(slot)
             if self_ is not None:
                 self_._stop.set()
+            process.close()
 
+        process = self._process
         self.destroyed.connect(disconnect)
+
+    def _on_frame(self, event=None) -> None:
+        """Keep the frame slider inside the compared stacks, then relabel the panels."""
+        n = self.view.n_frames() if self.results else 0
+        axis = L.frame_axis(self.viewer)
+        if n and axis is not None and self.viewer.dims.current_step[axis] >= n:
+            self.viewer.dims.set_current_step(axis, n - 1)  # re-enters with a valid frame
+            return
+        self.view.on_frame()
 
     def _on_grid_changed(self, event=None) -> None:
         """Follow napari's own grid button, so the checkbox tells the truth."""
         self.grid_check.blockSignals(True)
         self.grid_check.setChecked(self.viewer.canvas.grid.enabled)
         self.grid_check.blockSignals(False)
-        self.view.update_overlays()
+        self.view.arrange()
 
     # ------------------------------------------------------------------ choices
 
     def _refresh_layer_choices(self, event=None) -> None:
-        names = [lyr.name for lyr in L.image_layers(self.viewer)]
-        for combo, extra in ((self.input_combo, []), (self.gt_combo, [NONE_GT])):
-            current = combo.currentText()
+        layers = L.image_layers(self.viewer)
+        names = [lyr.name for lyr in layers]
+        keep = (self.input_combo.currentText(), self.gt_combo.currentText())
+        guess = _matching_pair(layers)
+        for combo, extra, kept, guessed in ((self.input_combo, [], keep[0], guess[0]),
+                                            (self.gt_combo, [NONE_GT], keep[1], guess[1])):
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(extra + names)
-            if current in extra + names:
-                combo.setCurrentText(current)
-            else:  # guess: "...low..." as input, "...high..."/"gt" as ground truth
-                keys = ("low",) if combo is self.input_combo else ("high", "gt", "truth")
-                guess = next((n for n in names if any(k in n.lower() for k in keys)), None)
-                combo.setCurrentText(guess or (extra + names or [""])[0])
+            if kept in extra + names:
+                combo.setCurrentText(kept)
+            else:
+                combo.setCurrentText(guessed or (extra + names or [""])[0])
             combo.blockSignals(False)
         self._on_data_choice()
 
     def _refresh_methods(self) -> None:
         checked = {self.method_list.item(i).data(Qt.ItemDataRole.UserRole):
                    self.method_list.item(i).checkState() for i in range(self.method_list.count())}
-        specs = {str(m.model_dir.resolve()): model_spec(m) for m in REGISTRY.models()}
-        specs.update({f"baseline:{b}": baseline_spec(b) for b in ("tv", "nlm")})
+        specs = {}
+        for model in REGISTRY.models():
+            try:
+                spec = MethodSpec.for_model(model.model_dir)
+            except (OSError, ValueError):  # deleted or damaged since it was added
+                continue
+            specs[spec.key] = spec
+        specs.update({s.key: s for s in map(MethodSpec.for_baseline, ("tv", "nlm"))})
         self._specs = specs
         self.method_list.clear()
         for key, spec in sorted(specs.items(), key=lambda kv: kv[1].rank):
             item = QListWidgetItem(spec.name)
+            item.setToolTip(spec.model_dir or f"classical baseline: {spec.name}")
             item.setData(Qt.ItemDataRole.UserRole, key)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(checked.get(key, Qt.CheckState.Checked))
@@ -209,7 +232,24 @@ class CompareWidget(QWidget):
         name = self.gt_combo.currentText()
         return None if name == NONE_GT else L.find(self.viewer, name)
 
+    def data_problem(self) -> str | None:
+        """Why the chosen input / ground truth cannot be compared (or ``None``)."""
+        inp, gt = self.input_layer(), self.gt_layer()
+        if inp is None:
+            return "Add or pick an input (low) image layer."
+        problem = image_problem(inp)
+        if problem is None and gt is not None:
+            problem = partner_problem(inp, gt)
+            if problem is not None:
+                problem = f"ground truth {gt.name!r} does not fit input {inp.name!r}: {problem}"
+        return problem
+
     def _on_data_choice(self, *_) -> None:
+        problem = self.data_problem()
+        if problem is not None:
+            self._say(problem, error=True)
+        elif self.status.styleSheet():
+            self._say("")
         has_gt = self.gt_layer() is not None
         item = self.strength_combo.model().item(1)
         item.setEnabled(has_gt)
@@ -226,11 +266,12 @@ class CompareWidget(QWidget):
         """Add a model folder to the session registry (and so to the method list)."""
         try:
             model = REGISTRY.add(path)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+            spec = MethodSpec.for_model(model.model_dir)
+        except (OSError, ValueError) as exc:
             self._say(f"could not load model {path}: {exc}", error=True)
             return None
         self._say(f"loaded {model.name}")
-        return model_spec(model)
+        return spec
 
     def _load_model_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Model folder")
@@ -262,67 +303,64 @@ class CompareWidget(QWidget):
         return as_frames(np.asarray(layer.data)) if layer is not None else None
 
     def restore(self) -> None:
-        """Run every ticked method on the input stack, one after the other."""
+        """Run every ticked method on the input stack, in a child process."""
         if self.is_running:
             return
+        problem = self.data_problem()
         low, specs = self.input_frames(), self.checked_specs()
-        if low is None or not specs:
-            self._say("pick an input layer and at least one method", error=True)
+        if problem is None and not specs:
+            problem = "tick at least one method"
+        if problem is not None:
+            self._say(problem, error=True)
             return
         gt = self.ground_truth_frames()
-        if gt is not None and gt.shape != low.shape:
-            self._say(f"ground truth {self.gt_combo.currentText()!r} {gt.shape} and input "
-                      f"{self.input_combo.currentText()!r} {low.shape} differ in shape",
-                      error=True)
-            return
         calibrate = gt is not None and self.strength_combo.currentText() == STRENGTH_CALIBRATE
-        self._run = {"low": low, "gt": gt, "gt_layer": self.gt_layer(), "done": [],
-                     "cal": L.current_frame(self.viewer, len(low)) if calibrate else None,
-                     "index": -1, "total": len(specs)}
-        self._queue = sorted(specs, key=lambda s: s.rank)
+        cal = (L.current_frame(self.viewer, len(low)),) if calibrate else None
+        specs = sorted(specs, key=lambda s: s.rank)
+        self._run = {"gt_layer": self.gt_layer(), "done": [], "failed": [], "n": len(low),
+                     "total": len(specs), "discarded": None,
+                     "earlier": [n for n in self.results if n not in {s.name for s in specs}]}
         self._stop.clear()
         self.progress.setRange(0, len(specs) * len(low))
         self.progress.setValue(0)
         self._set_running(True)
-        self._next_job()
+        self._say("starting the restore process…" if self._process.pid is None
+                  else "restoring…")
+        worker = create_worker(self._process.run, specs, low, gt, cal, self._stop,
+                               _ignore_errors=True)
+        worker.yielded.connect(self._on_event)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._end_run)
+        self._worker = worker
+        worker.start()
 
     def stop(self) -> None:
         """Stop after the current frame; finished methods stay, the current one is dropped."""
         self._stop.set()
-        self._queue.clear()
 
     def _set_running(self, running: bool) -> None:
         self.restore_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 
-    def _next_job(self) -> None:
-        if self._stop.is_set() or not self._queue:
-            return self._end_run()
-        spec = self._queue.pop(0)
-        self._run["index"] += 1
-        self._run["spec"] = spec
-        cal = self._run["cal"] if spec.baseline else None
-        self._start(run_method, spec, self._run["low"], self._run["gt"], self._stop, cal,
-                    yielded=self._on_progress, returned=self._on_method_done,
-                    finished=self._next_job)
+    def _on_event(self, ev) -> None:
+        run = self._run
+        if isinstance(ev, MethodStarted):
+            run["current"] = ev.name
+            self._say(f"{ev.name}: starting (method {ev.index + 1} of {ev.n_methods})"
+                      + (f" · {ev.note}" if ev.note else ""))
+        elif isinstance(ev, FrameDone):
+            self.progress.setValue(ev.index * ev.n_frames + ev.frame + 1)
+            self._say(f"{ev.name}: frame {ev.frame + 1}/{ev.n_frames} "
+                      f"(method {ev.index + 1} of {run['total']})")
+        elif isinstance(ev, MethodDone):
+            self._on_method_done(ev.result)
+        elif isinstance(ev, MethodFailed):
+            run["failed"].append(ev.error)
+            self._say(ev.error, error=True)
+        elif isinstance(ev, Stopped):
+            run["discarded"] = ev.discarded
 
-    def _start(self, fn, *args, **connect) -> None:
-        worker = create_worker(fn, *args, _ignore_errors=True)
-        for name, slot in connect.items():
-            getattr(worker, name).connect(slot)
-        worker.errored.connect(self._on_error)
-        self._worker = worker
-        worker.start()
-
-    def _on_progress(self, p: Progress) -> None:
-        self.progress.setValue(self._run["index"] * p.total + p.done)
-        self._say(p.message or f"{p.name}: frame {p.done}/{p.total} "
-                  f"(method {self._run['index'] + 1} of {self._run['total']})")
-
-    def _on_method_done(self, result: MethodResult | None) -> None:
-        if result is None:  # stopped mid-way: discard the partial stack
-            self._run["discarded"] = self._run["spec"].name
-            return
+    def _on_method_done(self, result: MethodResult) -> None:
         if self._run.get("gt_layer") is not self.gt_layer():
             result.scores = None  # ground truth changed meanwhile: rescore later
         self.results[result.spec.name] = result
@@ -331,22 +369,29 @@ class CompareWidget(QWidget):
 
     def _on_error(self, exc: Exception) -> None:
         self._stop.set()
-        self._queue.clear()
-        self._say(f"{self._run.get('spec', MethodSpec('scoring')).name} failed: {exc}",
-                  error=True)
+        self._run.setdefault("failed", []).append(f"restore failed: {exc}")
+        self._say(f"restore failed: {exc}", error=True)
 
     def _end_run(self) -> None:
         self._worker = None
         self._set_running(False)
-        if self._run:
-            done, dropped = self._run["done"], self._run.get("discarded")
-            if self._stop.is_set() and dropped:
-                self._say(f"stopped: kept {len(done)} finished method(s), discarded the "
-                          f"partial {dropped}")
-            elif not self._stop.is_set():
-                self._say(f"restored with {len(done)} method(s)")
+        run, self._run = self._run, {}
+        if run:
+            done, failed = run["done"], run["failed"]
+            parts = [f"restored with {len(done)} of {run['total']} method(s)"]
+            if self._stop.is_set():
+                parts[0] = f"stopped: kept {len(done)} finished method(s)"
+                if run["discarded"]:
+                    parts.append(f"discarded the partial {run['discarded']}")
+            earlier = [n for n in run["earlier"] if n in self.results]
+            if earlier and (self._stop.is_set() or failed):
+                parts.append(f"still shown from an earlier run: {', '.join(earlier)}")
+            text = "; ".join(parts) + "."
+            if failed:
+                text += "\n" + "\n".join(failed)
+            self._say(text, error=bool(failed))
+            if not self._stop.is_set() and not failed:
                 self.progress.setValue(self.progress.maximum())
-        self._run = {}
         self._stop.clear()
         if not self.rescore():
             self.run_finished.emit()
@@ -372,8 +417,12 @@ class CompareWidget(QWidget):
         self._stop.clear()
         self._set_running(True)
         self._say("scoring against the ground truth…")
-        self._start(score_many, todo, gt, self._stop,
-                    yielded=lambda item: self.view.store_scores(*item), finished=done)
+        worker = create_worker(score_many, todo, gt, self._stop, _ignore_errors=True)
+        worker.yielded.connect(lambda item: self.view.store_scores(*item))
+        worker.finished.connect(done)
+        worker.errored.connect(lambda exc: self._say(f"scoring failed: {exc}", error=True))
+        self._worker = worker
+        worker.start()
         return True
 
     def scores(self, name: str) -> list[Score | None]:
@@ -383,3 +432,22 @@ class CompareWidget(QWidget):
     def _say(self, text: str, error: bool = False) -> None:
         self.status.setText(text)
         self.status.setStyleSheet("color: #e0605a;" if error else "")
+
+
+def _matching_pair(layers: list) -> tuple[str | None, str | None]:
+    """A default (input, ground truth): a "low" layer and a "high"/"gt" layer that pairs
+    with it (same frames and size), the most recently added pair first."""
+    def has(layer, keys) -> bool:
+        return any(k in layer.name.lower() for k in keys)
+
+    lows = [lyr for lyr in reversed(layers) if has(lyr, ("low",))]
+    highs = [lyr for lyr in reversed(layers) if has(lyr, ("high", "gt", "truth"))]
+    for low in lows:
+        if image_problem(low) is not None:
+            continue
+        twin = low.name.lower().replace("low", "high")
+        fits = [h for h in highs if h is not low and partner_problem(low, h) is None]
+        fits.sort(key=lambda h: h.name.lower() != twin)
+        if fits:
+            return low.name, fits[0].name
+    return (lows[0].name if lows else None), None

@@ -131,8 +131,6 @@ class ModelList(QGroupBox):
         path = Path(path)
         try:
             model = RestorationModel(path)
-            if not (path / "weights_best.h5").is_file():
-                raise FileNotFoundError(f"{path}: no weights_best.h5 (training never saved)")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             show_error(f"Could not load a model from {path}: {exc}")
             return None

@@ -1,7 +1,7 @@
 """Training dock (issue #3): pick low/high layers and losses, train, watch the curves.
 
 Layers become arrays and settings a :class:`TrainConfig` here, at the edge; the background
-job (:func:`._training_run.run_jobs`, in a child process: :mod:`._training_process`) sees
+job (:func:`..training_jobs.run_jobs`, in a child process: :mod:`..child_process`) sees
 neither widgets nor layers. Finished and loaded models go to the shared :data:`REGISTRY`.
 """
 
@@ -30,8 +30,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..child_process import run_jobs_in_process
 from ..predict import RestorationModel
 from ..training import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag
+from ..training_jobs import (
+    PREVIEW_MAX_SIDE,
+    JobEvent,
+    Preparing,
+    PreviewReady,
+    PreviewRequest,
+)
 from ._layers import (
     LayerPicker,
     image_problem,
@@ -40,17 +48,9 @@ from ._layers import (
     partner_problem,
 )
 from ._training_form import TrainingForm
-from ._training_process import run_jobs_in_process
-from ._training_run import (
-    PREVIEW_MAX_SIDE,
-    JobEvent,
-    Preparing,
-    PreviewReady,
-    PreviewRequest,
-)
 from .loss_plot import LossPlot
 from .model_list import ModelList
-from .model_registry import REGISTRY
+from .model_registry import REGISTRY, models_folder, remember_models_folder
 
 if TYPE_CHECKING:
     import napari
@@ -101,6 +101,7 @@ class TrainingWidget(QWidget):
         self.data_label = QLabel()
         self.data_label.setWordWrap(True)
         self.form = TrainingForm()
+        self.form.outdir.setText(str(models_folder()))  # the folder chosen last
         self.train_button = QPushButton("Train")
         self.train_button.setToolTip("train one model per selected loss, in turn")
         self.stop_button = QPushButton("Stop")
@@ -125,6 +126,7 @@ class TrainingWidget(QWidget):
         self._connect()
         self._apply_theme()
         self._validate()
+        REGISTRY.load_folder(self.form.output_dir())  # models trained in earlier sessions
 
     # ------------------------------------------------------------------ layout
 
@@ -277,6 +279,7 @@ class TrainingWidget(QWidget):
         self.progress.setFormat("starting…")
         self.eta_label.setText(" ")
         self.status_label.setText("Starting the training process…")
+        remember_models_folder(self.form.output_dir())
         worker = thread_worker(run_jobs_in_process, start_thread=False)(
             low, high, (low_layer.name, high_layer.name), configs, self.form.output_dir(),
             stop, self._preview)
@@ -394,7 +397,11 @@ class TrainingWidget(QWidget):
             layer = layers[PREVIEW_LAYER]
             layer.data = ev.image
             layer.metadata.update(meta)
-            layer.reset_contrast_limits()
+            # the placeholder's range is [0, 1]: widen it first, or the limits stay clipped
+            # to it and the first preview shows solid white
+            layer.reset_contrast_limits_range()
+            lo, hi = (float(v) for v in np.percentile(ev.image, [0.5, 99.8]))
+            layer.contrast_limits = (lo, hi if hi > lo else lo + 1.0)
             layer.visible = True
         else:
             if PREVIEW_LAYER in layers:

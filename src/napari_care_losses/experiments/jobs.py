@@ -104,22 +104,22 @@ class ScoreJob:
 
 def model_run_id(model_dir: Path) -> str | None:
     """The id of the training run that wrote a model folder (None if there is none)."""
-    from ..config import read_meta
+    from ..model_folder import read_meta
 
     try:
         return read_meta(model_dir).get("data", {}).get("run_id")
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         return None
 
 
 def model_finished(model_dir: Path) -> bool:
-    from ..config import read_meta
+    from ..model_folder import FINISHED, ModelFolder, ModelFolderError
 
     try:
-        meta = read_meta(model_dir)
-    except (FileNotFoundError, ValueError):
+        folder = ModelFolder.open(model_dir)
+    except (ModelFolderError, OSError):
         return False
-    return meta.get("status") == "finished" and (model_dir / "weights_best.h5").is_file()
+    return folder.status == FINISHED and folder.has_weights
 
 
 def read_scores(outdir: str | Path, scores_file: str, key: str | None = None

@@ -31,7 +31,7 @@ def _versions() -> dict[str, str]:
 
 
 def _load_models(outdir: Path, models: list[dict]) -> list[dict]:
-    from ..config import read_meta
+    from ..model_folder import read_meta
 
     out = []
     for m in models:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._tf import ensure_tensorflow
-from ..config import TrainConfig
-from ..data import FrameStack, PatchData, make_patches
-from ..training import EpochEnd, Failed, Started, StopFlag, train
+from ._tf import ensure_tensorflow
+from .config import TrainConfig
+from .data import FrameStack, PatchData, make_patches
+from .training import EpochEnd, Failed, Started, StopFlag, train
 
 #: Frames larger than this (pixels a side) are previewed on a central crop.
 PREVIEW_MAX_SIDE = 1024
@@ -141,7 +141,7 @@ class _Previewer:
         self.cfg, self.model_dir = cfg, None
         key = (cfg.unet_n_depth, cfg.unet_n_first, cfg.unet_kern_size, cfg.loss.probabilistic)
         if key not in self._nets:
-            from ..training import build_care
+            from .care_model import build_care
 
             with contextlib.redirect_stdout(io.StringIO()):
                 self._nets[key] = build_care(cfg, f"net{len(self._nets)}", self._tmp)

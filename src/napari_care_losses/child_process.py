@@ -1,4 +1,8 @@
-"""Run the training dock's job (:func:`._training_run.run_jobs`) in a child process.
+"""Child processes for the napari docks: TensorFlow never runs in napari's process.
+
+This module holds what both kinds of job share (the spawn context, the exit handler, how a
+death is reported) and runs the training job (:func:`.training_jobs.run_jobs`) in a child;
+:mod:`.restore_process` runs the restore-and-score engine in a warm one.
 
 TensorFlow holds Python's global interpreter lock for long stretches while it builds and
 compiles a model (hundreds of milliseconds on a CPU), which froze napari's event loop when
@@ -37,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig
-from ..training import Failed, StopFlag
-from ._training_run import JobEvent, Preparing, PreviewRequest
+from .config import TrainConfig
+from .training import Failed, StopFlag
+from .training_jobs import JobEvent, Preparing, PreviewRequest
 
 #: Seconds between checks of the Stop flag, the preview frame and the child's health.
 POLL_S = 0.1
@@ -64,7 +68,7 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
     """
     n, first = len(configs), configs[0].loss.label if configs else ""
     yield JobEvent(0, n, first, Preparing("starting the training process …"))
-    ctx = mp.get_context("spawn")  # never fork a process that runs Qt and threads
+    ctx = spawn_context()
     tmp = Path(tempfile.mkdtemp(prefix="care-train-"))
     try:
         paths = []
@@ -81,7 +85,7 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     writer.close()  # the child holds the only write end: its death reads as end-of-file
-    _RUNNING[child] = shared_stop
+    register_child(child, shared_stop)
     received: queue.Queue = queue.Queue()
     pump = threading.Thread(target=_pump, name="care-train-pump", daemon=True, args=(
         child, reader, received, stop, shared_stop, preview, frame, tmp, (0, n, first)))
@@ -110,7 +114,7 @@ def _pump(child, reader, received: queue.Queue, stop: StopFlag, shared_stop, pre
                 item = reader.recv()  # what it sent before it exited is still read first
             except (EOFError, OSError):  # exited (or died mid-message) without _DONE
                 child.join()
-                received.put(JobEvent(*job, Failed(_died(child.exitcode), None)))
+                received.put(JobEvent(*job, Failed(died_message(child.exitcode), None)))
                 return
             if item == _DONE:
                 return
@@ -121,15 +125,29 @@ def _pump(child, reader, received: queue.Queue, stop: StopFlag, shared_stop, pre
         received.put(_DONE)  # a second _DONE after a normal end is never read
         reader.close()
         child.join()
-        _RUNNING.pop(child, None)
+        unregister_child(child)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _died(exitcode: int | None) -> str:
+def spawn_context():
+    """Never fork a process that runs Qt and threads: spawn a fresh interpreter."""
+    return mp.get_context("spawn")
+
+
+def register_child(child, stop_event) -> None:
+    """Let the exit handler stop ``child`` (and wait for it to save) when napari exits."""
+    _RUNNING[child] = stop_event
+
+
+def unregister_child(child) -> None:
+    _RUNNING.pop(child, None)
+
+
+def died_message(exitcode: int | None, job: str = "training") -> str:
     if exitcode is not None and exitcode < 0:
         hint = " (killed: out of memory?)" if exitcode == -9 else ""
-        return f"the training process was ended by signal {-exitcode}{hint}"
-    return f"the training process exited unexpectedly (exit code {exitcode})"
+        return f"the {job} process was ended by signal {-exitcode}{hint}"
+    return f"the {job} process exited unexpectedly (exit code {exitcode})"
 
 
 @atexit.register  # after multiprocessing.util's handler, so it runs before it (LIFO)
@@ -139,6 +157,8 @@ def _stop_children() -> None:
     for shared_stop in list(_RUNNING.values()):
         shared_stop.set()
     for child in list(_RUNNING):
+        if not child.is_alive():
+            continue
         child.join(EXIT_GRACE_S)
         if child.is_alive():
             child.kill()
@@ -176,8 +196,8 @@ def _child_main(paths: list[str], names: tuple[str, str], configs: list[TrainCon
     """Entry point of the child process: run the jobs, send every event, then ``_DONE``."""
     import traceback
 
-    from ..data import FrameStack
-    from ._training_run import run_jobs
+    from .data import FrameStack
+    from .training_jobs import run_jobs
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # napari (the parent) decides when to stop
     with contextlib.suppress(OSError, AttributeError):  # not on every platform
