@@ -4,9 +4,11 @@ Run headless with::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_compare.py
 
-Trains a small Laplace and a small FFT model on the bundled W2S training crops (a minute on
-a laptop CPU) unless model folders are given with ``--models``, restores the held-out pair
-with them plus TV and NL-means, and saves ``docs/screenshots/compare_grid.png``.
+Trains small Laplace, FFT and bandpass models on the bundled W2S training crops (a minute or
+two on a laptop CPU) unless model folders are given with ``--models``, opens the training pair
+and the held-out pair (as File ▸ Open Sample does), restores the held-out pair with the models
+plus TV and NL-means, and saves ``docs/screenshots/compare_grid.png`` (1600×1000 window) and
+``docs/screenshots/compare_grid_1280x800.png`` (the same session at 1280×800).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def train_models(outdir: Path, epochs: int, steps: int) -> list[Path]:
     low, high = load_sample(0, "train")
     patches = make_patches(low, high, patch_size=64, patches_per_image=32, seed=0)
     dirs = []
-    for loss in ("laplace", "fft"):
+    for loss in ("laplace", "fft", "bandpass"):
         cfg = TrainConfig(loss=LossSpec.create(loss), patch_size=64, epochs=epochs,
                           steps_per_epoch=steps, batch_size=16, learning_rate=1e-3,
                           unet_n_depth=2, unet_n_first=16, unet_kern_size=3,
@@ -43,12 +45,13 @@ def train_models(outdir: Path, epochs: int, steps: int) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", type=Path, default=None,
-                        help="existing model folders (default: train a Laplace and an FFT model)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs/screenshots/compare_grid.png")
+                        help="model folders (default: train Laplace, FFT, bandpass models)")
+    parser.add_argument("--outdir", type=Path, default=ROOT / "docs/screenshots")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--frame", type=int, default=0, help="frame shown (held-out field)")
-    parser.add_argument("--size", default="1600x1000", help="window size, WxH")
+    parser.add_argument("--sizes", nargs="+", default=["1600x1000", "1280x800"],
+                        help="window sizes, WxH (the first is compare_grid.png)")
     args = parser.parse_args(argv)
 
     # napari's OpenGL (Mesa) must be loaded before TensorFlow: the other way round, Mesa's
@@ -59,20 +62,24 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_care_losses._widgets.compare_widget import CompareWidget
     from napari_care_losses._widgets.model_registry import REGISTRY
-    from napari_care_losses.sample_data import load_sample
+    from napari_care_losses.sample_data import napari_sample_ch0, napari_sample_test_ch0
 
-    low, high = load_sample(0, "test")
     viewer = napari.Viewer(title="napari-care-losses: compare restorations")
     model_dirs = args.models or train_models(Path(tempfile.mkdtemp(prefix="care_cmp_")),
                                              args.epochs, args.steps)
-    viewer.add_image(low, name="W2S ch0 test low")
-    viewer.add_image(high, name="W2S ch0 test high")
+    # as File ▸ Open Sample does: the training pair, then the held-out pair
+    for data, kwargs, _ in napari_sample_ch0() + napari_sample_test_ch0():
+        viewer.add_image(data, **kwargs)
+    REGISTRY.clear()
     for path in model_dirs:
         REGISTRY.add(path)
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Compare restorations", area="right")
-    width, height = (int(v) for v in args.size.split("x"))
-    viewer.window._qt_window.resize(width, height)
+    window = viewer.window._qt_window
+    width, height = (int(v) for v in args.sizes[0].split("x"))
+    window.resize(width, height)
+    print(f"input {widget.input_combo.currentText()!r}, "
+          f"ground truth {widget.gt_combo.currentText()!r}", flush=True)
 
     loop = QEventLoop()
     widget.run_finished.connect(loop.quit)
@@ -82,14 +89,20 @@ def main(argv: list[str] | None = None) -> int:
 
     viewer.dims.set_current_step(0, args.frame)
     widget.spectrum_check.setChecked(True)
-    viewer.reset_view()
-    for _ in range(3):  # let the canvas lay out the grid and the overlays
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    for i, size in enumerate(args.sizes):
+        width, height = (int(v) for v in size.split("x"))
+        window.resize(width, height)
+        for _ in range(3):  # let Qt lay out the window, then the canvas the grid and labels
+            QTimer.singleShot(300, loop.quit)
+            loop.exec_()
+            QApplication.processEvents()
+        viewer.reset_view()
         QTimer.singleShot(300, loop.quit)
         loop.exec_()
-        QApplication.processEvents()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=False)
-    print(f"saved {args.out}", flush=True)
+        out = args.outdir / ("compare_grid.png" if i == 0 else f"compare_grid_{size}.png")
+        viewer.screenshot(str(out), canvas_only=False)
+        print(f"saved {out} (window {window.width()}x{window.height()})", flush=True)
     viewer.close()
     sys.stdout.flush()
     # TensorFlow and Mesa's software GL both bundle LLVM and crash in their C++ exit

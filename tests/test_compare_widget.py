@@ -204,3 +204,20 @@ def test_stop_discards_the_method_in_progress(dock, qtbot):
     assert viewer.layers["TV"].data.shape == (12, *low.shape[1:])
     assert list(widget.results) == ["TV"]
     assert "discarded the partial NL-means" in widget.status.text()
+
+
+def test_restore_files_from_the_dock(dock, qtbot, tmp_path):
+    """Files on disk restored through the same child process, written whole."""
+    import tifffile
+
+    viewer, widget, low, high = dock
+    REGISTRY.clear()
+    src = tmp_path / "field.tif"
+    tifffile.imwrite(src, low, photometric="minisblack")
+    widget.set_checked_methods(["TV"])
+    with qtbot.waitSignal(widget.run_finished, timeout=120000):
+        widget.restore_files([str(src)], str(tmp_path / "out"))
+    out = tmp_path / "out" / "field_TV.tif"
+    assert out.is_file() and tifffile.imread(out).shape == low.shape
+    assert widget.status.text().startswith("wrote 1 of 1 restored file(s)")
+    assert not widget.results  # files are not added to the comparison

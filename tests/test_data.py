@@ -11,7 +11,7 @@ from napari_care_losses.data import DataError, FrameStack, make_patches, normali
 
 def test_open_tiff_stack_and_2d(tmp_path):
     stack = np.arange(3 * 20 * 24, dtype=np.uint16).reshape(3, 20, 24)
-    tifffile.imwrite(tmp_path / "s.tif", stack)
+    tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack")  # not RGB
     tifffile.imwrite(tmp_path / "i.tif", stack[0])
     s = FrameStack.open(tmp_path / "s.tif")
     assert (s.n_frames, s.frame_shape, s.dtype) == (3, (20, 24), np.uint16)
@@ -23,7 +23,7 @@ def test_open_tiff_stack_and_2d(tmp_path):
 
 def test_compressed_multipage_reads_frame_by_frame(tmp_path):
     stack = np.random.default_rng(0).integers(0, 255, (4, 32, 32), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "c.tif", stack, compression="zlib")
+    tifffile.imwrite(tmp_path / "c.tif", stack, compression="zlib", photometric="minisblack")
     s = FrameStack.open(tmp_path / "c.tif")
     np.testing.assert_array_equal(s.frame(3), stack[3])
 
@@ -34,8 +34,9 @@ def test_compressed_multipage_reads_frame_by_frame(tmp_path):
      ((2, 32, 32), (2, 32, 40), "(32, 32) and (32, 40) pixels")],
 )
 def test_pair_mismatch_names_both_files(tmp_path, shape_low, shape_high, message):
-    tifffile.imwrite(tmp_path / "low.tif", np.zeros(shape_low, np.uint8))
-    tifffile.imwrite(tmp_path / "high.tif", np.zeros(shape_high, np.uint8))
+    tifffile.imwrite(tmp_path / "low.tif", np.zeros(shape_low, np.uint8), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "high.tif", np.zeros(shape_high, np.uint8),
+                     photometric="minisblack")
     with pytest.raises(DataError) as err:
         open_pair(tmp_path / "low.tif", tmp_path / "high.tif")
     assert "low.tif" in str(err.value) and "high.tif" in str(err.value)
@@ -48,7 +49,7 @@ def test_bad_files_give_clear_errors(tmp_path):
         FrameStack.open(tmp_path / "x.tif")
     with pytest.raises(DataError, match="no such file"):
         FrameStack.open(tmp_path / "missing.tif")
-    tifffile.imwrite(tmp_path / "4d.tif", np.zeros((2, 3, 16, 16), np.uint8))
+    tifffile.imwrite(tmp_path / "4d.tif", np.zeros((2, 5, 16, 16), np.uint8))
     with pytest.raises(DataError, match="4d.tif: expected a 2D image"):
         FrameStack.open(tmp_path / "4d.tif")
 

@@ -17,6 +17,7 @@ import tifffile
 import yaml
 from scipy.stats import ttest_rel
 
+from napari_care_losses.config import TrainConfig
 from napari_care_losses.experiments import SpecError, jobs, load_spec, parse_spec, runner
 from napari_care_losses.experiments import cli as exp_cli
 from napari_care_losses.experiments import tables as tab
@@ -305,19 +306,27 @@ class FakeJobs:
         self.trained, self.scored = [], []
         real_restore = jobs._restore
 
-        def restore(job, low):
+        def restore(job, low, high):
             if job.kind != "model":
-                return real_restore(job, low)
+                return real_restore(job, low, high)
             from scipy.ndimage import gaussian_filter
 
+            from napari_care_losses.metrics import score_stack
+
             run = jobs.model_run_id(Path(job.outdir) / job.model_dir)
-            return (gaussian_filter(low.astype(np.float32), (0, 1, 1)),
+            blurred = gaussian_filter(low.astype(np.float32), (0, 1, 1))
+            return (blurred, score_stack(blurred, high),
                     {"model_dir": job.model_dir, "model_run": run})
 
         def train(job):
             self.trained.append(job.key)
             job.path.mkdir(parents=True, exist_ok=True)
-            (job.path / "weights_best.h5").write_bytes(b"")
+            (job.path / "weights_best.h5").write_bytes(b"fake weights")
+            cfg = TrainConfig.from_dict(job.config)  # the network CSBDeep would describe
+            (job.path / "config.json").write_text(json.dumps({
+                "n_dim": 2, "n_channel_in": 1, "n_channel_out": 1,
+                "probabilistic": cfg.loss.probabilistic, "unet_n_depth": cfg.unet_n_depth,
+                "unet_n_first": cfg.unet_n_first, "unet_kern_size": cfg.unet_kern_size}))
             write_meta(job.path, {"status": "finished", "train": job.config,
                                   "data": {"run_id": uuid.uuid4().hex},
                                   "history": {"loss": [0.3, 0.2], "val_loss": [0.35, 0.3]},

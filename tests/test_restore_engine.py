@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +144,36 @@ def test_close_ends_an_idle_child(sample_pair):
     assert proc.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_restore_files_writes_whole_files_or_nothing(sample_pair, tmp_path):
+    import tifffile
+
+    from napari_care_losses.restore_files import FileWritten, restore_files
+
+    low, _ = sample_pair
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        tifffile.imwrite(src / f"{name}.tif", low, photometric="minisblack")
+    spec = MethodSpec.for_baseline("tv", 1.0)
+    written = [e for e in restore_files([spec], [src], tmp_path / "out")
+               if isinstance(e, FileWritten)]
+    assert [Path(e.image).name for e in written] == ["a_TV.tif", "b_TV.tif"]
+    expected, _ = restore_all([spec], low)
+    np.testing.assert_allclose(tifffile.imread(written[0].image), expected["TV"].image)
+
+    stop = threading.Event()
+    events = []
+    for event in restore_files([spec], [src / "a.tif"], tmp_path / "stopped", stop):
+        events.append(event)
+        if isinstance(event, FrameDone):
+            stop.set()
+    assert isinstance(events[-1], Stopped)
+    assert list((tmp_path / "stopped").iterdir()) == []  # no partial file left
+
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff")
+    failed = [e for e in restore_files([spec], [bad], tmp_path / "out")
+              if isinstance(e, MethodFailed)]
+    assert len(failed) == 1 and "bad.tif" in failed[0].error

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from napari_care_losses.config import META_FILE, TrainConfig
+from napari_care_losses.config import TrainConfig
 from napari_care_losses.losses import LossName
+from napari_care_losses.model_folder import META_FILE
 from napari_care_losses.predict import load_model
 from napari_care_losses.training import (
     BatchEnd,
@@ -75,11 +76,11 @@ def test_closing_the_generator_stops_and_saves(tiny_patches, tmp_path):
 
 
 def test_failures_are_events_not_exceptions(tiny_patches, tmp_path):
-    events = list(train(tiny_patches, tiny_config(batch_size=10_000), tmp_path))
+    events = list(train(tiny_patches, tiny_config(batch_size=1000), tmp_path))
     assert len(events) == 1 and isinstance(events[0], Failed)
-    assert "batch size 10000 is larger than the 26 training patches" in events[0].error
+    assert "batch size 1000 is larger than the 26 training patches" in events[0].error
     with pytest.raises(RuntimeError, match="batch size"):
-        run_training(tiny_patches, tiny_config(batch_size=10_000), tmp_path)
+        run_training(tiny_patches, tiny_config(batch_size=1000), tmp_path)
 
 
 def test_config_validation_and_roundtrip():
@@ -94,7 +95,7 @@ def test_config_validation_and_roundtrip():
 
 
 def test_the_seed_fixes_the_initial_weights(tmp_path):
-    from napari_care_losses.training import build_care
+    from napari_care_losses.care_model import build_care
 
     def weights(seed: int) -> list[np.ndarray]:
         cfg = tiny_config("mae", seed=seed)

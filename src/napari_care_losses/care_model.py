@@ -95,9 +95,15 @@ def loss_care_class():
             super().prepare_for_training(optimizer, **kwargs)
             cfg = self.train_config
             if cfg is not None:
+                import keras
+
                 loss = make_loss(cfg.loss.name, cfg.loss.params, cfg.patch_size)
+                opt = self.keras_model.optimizer
+                if self.precision == "float16" and not isinstance(
+                        opt, keras.optimizers.LossScaleOptimizer):  # float16 gradients underflow
+                    opt = keras.optimizers.LossScaleOptimizer(opt)
                 self.keras_model.compile(
-                    optimizer=self.keras_model.optimizer, loss=loss,
+                    optimizer=opt, loss=loss,
                     metrics=[_float32_metric(loss_mse()), _float32_metric(loss_mae())])
 
     return LossCARE

@@ -3,53 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
 
 from .data import DataError  # noqa: E402
-from .losses import DEFAULT_PARAMS, LossName, LossSpec  # noqa: E402
-
-PARAM_FLAGS = ("sigma1", "sigma2", "weight", "alpha")
-
-
-def _loss_specs(args, patch_size: int) -> list[LossSpec]:
-    specs = []
-    given = {k: getattr(args, k) for k in PARAM_FLAGS if getattr(args, k) is not None}
-    for name in args.loss:
-        spec = LossSpec.create(name, patch_size=patch_size)
-        params = {k: v for k, v in given.items() if k in DEFAULT_PARAMS[spec.name]}
-        specs.append(LossSpec.create(spec.name, params, patch_size))
-    unused = [k for k in given if not any(k in DEFAULT_PARAMS[s.name] for s in specs)]
-    if unused:
-        print(f"note: {', '.join('--' + k for k in unused)} apply to none of the chosen "
-              "losses; ignored")
-    return specs
+from .losses import LossName  # noqa: E402
 
 
 def cmd_train(args) -> int:
-    from .config import TrainConfig
     from .data import make_patches
     from .demo import _print_event
+    from .settings import config_from_args, loss_specs
     from .training import BatchEnd, Failed, StopFlag, train
 
-    cfg = TrainConfig(patch_size=args.patch_size, patches_per_image=args.patches_per_image,
-                      epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
-                      learning_rate=args.lr, seed=args.seed, unet_n_depth=args.unet_depth,
-                      unet_n_first=args.unet_first, unet_kern_size=args.unet_kernel)
-    specs = _loss_specs(args, cfg.patch_size)
+    cfg = config_from_args(args)
+    specs = loss_specs(args, cfg.patch_size)
     print(f"Cutting {cfg.patch_size}px patches from {args.low} / {args.high} ...")
     patches = make_patches(args.low, args.high, cfg.patch_size, cfg.patches_per_image,
                            cfg.val_fraction, cfg.seed)
     stop = StopFlag()
-    # First Ctrl+C: finish the current batch, keep the best model; second: abort.
-    previous = signal.signal(signal.SIGINT, lambda *_: (
-        print("\nStopping after this batch ..."), stop.set(),
-        signal.signal(signal.SIGINT, signal.default_int_handler)))
+    # First Ctrl+C or SIGTERM: finish the current batch, keep the best model; second: abort.
+    received: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signum)
+        print("\nStopping after this batch ...", flush=True)
+        stop.set()
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                      else signal.SIG_DFL)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     status = 0
     try:
         for spec in specs:
@@ -64,65 +56,98 @@ def cmd_train(args) -> int:
                 _print_event(event, print)
                 if isinstance(event, Failed):
                     status = 1
-            if stop.is_set():
-                return 130  # interrupted; the model trained so far is saved
+            if stop.is_set():  # interrupted; the model trained so far is saved
+                return 143 if signal.SIGTERM in received else 130
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return status
 
 
-def cmd_predict(args) -> int:
-    import tifffile
+def _check_finite(what: str, image, source, model) -> None:
+    """Refuse to write a restoration (or scale map) with NaN/inf, naming the first frame."""
+    import numpy as np
 
+    stack = np.asarray(image)
+    frames = stack.reshape(-1, *stack.shape[-2:]) if stack.ndim >= 2 else stack[None, None]
+    for k, frame in enumerate(frames):
+        if not np.all(np.isfinite(frame)):
+            raise ValueError(f"{what} of {source} frame {k} with {model.name} contains NaN/inf;"
+                             " nothing written")
+
+
+def cmd_predict(args) -> int:
     from .predict import load_model
+    from .tiff_io import write_tiff
 
     model = load_model(args.model)
     print(f"Restoring {args.input} with {model.name} ({model.loss.name.value}) ...")
     res = model.restore(args.input, tile_size=args.tile_size,
                         progress=lambda i, n: print(f"  frame {i}/{n}", flush=True))
     image = res.image[0] if res.image.shape[0] == 1 else res.image
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(args.output, image, compression="zlib")
+    _check_finite("restoration", res.image, args.input, model)
+    scale = res.scale if args.scale_output else None
+    if scale is not None:
+        _check_finite("uncertainty map", scale, args.input, model)
+    # minisblack: a 3- or 4-frame stack must not be written (and read back) as RGB
+    tiff = {"compression": "zlib", "photometric": "minisblack"}
+    write_tiff(args.output, image, **tiff)  # atomic: complete or not there at all
     print(f"Wrote {args.output}")
     if args.scale_output:
-        if res.scale is None:
+        if scale is None:
             print(f"note: {model.loss.name.value} models have no uncertainty map; "
                   "--scale-output ignored")
         else:
-            tifffile.imwrite(args.scale_output, res.scale, compression="zlib")
+            write_tiff(args.scale_output, scale, **tiff)
             print(f"Wrote {args.scale_output}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .baselines import Baseline
-    from .data import open_pair
-    from .metrics import score_stack
-    from .predict import load_model
+    from functools import partial
+
+    from .data import open_pair, release
+    from .metrics import score, score_stack
+    from .restore_engine import Calibration, MethodSpec, restore_all_or_raise
     from .score_tables import to_markdown, write_csv
 
     if args.metric == "raw" and args.data_range is None:
         raise ValueError("--metric raw needs --data-range (e.g. 255 for 8-bit images)")
+    scorer = partial(score, mode=args.metric, data_range=args.data_range)
+    specs = [MethodSpec.for_model(m) for m in args.model or []]
+    specs += [MethodSpec.for_baseline(b, args.strength) for b in args.baseline or []]
+    calibration = None
+    if args.calibrate and args.strength is None and args.baseline:
+        c_low, c_high = open_pair(*args.calibrate)
+        n = min(args.calibration_frames, c_low.n_frames)
+        release((c_low, None), (c_high, None))
+        calibration = Calibration(args.calibrate[0], args.calibrate[1], tuple(range(n)),
+                                  Path(args.calibrate[0]).name)
     low, high = open_pair(args.low, args.high)
-    gt = high.to_array()
-    methods = {"Input": low.to_array()}
-    for model_dir in args.model or []:
-        model = load_model(model_dir)
-        print(f"Restoring with {model.name} ...", flush=True)
-        methods[f"{model.label} ({model.name})"] = model.restore(low).image
-    for name in args.baseline or []:
-        base = Baseline.create(name)
-        print(f"Restoring with {base.label} ...", flush=True)
-        methods[base.label] = base.restore(low)
+    try:
+        methods = {"Input": score_stack(low.to_array(), high.to_array(), args.metric,
+                                        args.data_range)}
+        results = restore_all_or_raise(specs, low, high, calibration=calibration,
+                                       scorer=scorer, log=lambda m: print(m, flush=True))
+    finally:
+        release((low, None), (high, None))
+    for name, res in results.items():  # baselines: the table says which strength
+        methods[f"{name} ({res.note})" if res.spec.baseline else name] = res.scores
     for item in args.restored or []:
         label, _, path = item.partition("=")
         if not path:
             raise DataError(f"--restored expects NAME=FILE, got {item!r}")
-        restored, _ = open_pair(path, args.high)
-        methods[label] = restored.to_array()
-    scores = {m: score_stack(img, gt, args.metric, args.data_range) for m, img in methods.items()}
-    write_csv(args.output, scores)
-    print(to_markdown(scores))
+        restored, truth = open_pair(path, args.high)
+        try:
+            methods[label] = score_stack(restored.to_array(), truth.to_array(), args.metric,
+                                         args.data_range)
+        finally:
+            release((restored, None), (truth, None))
+    write_csv(args.output, methods)
+    print(to_markdown(methods))
+    if args.baseline and calibration is None and args.strength is None:
+        print("note: baselines ran at their noise-based strength; --calibrate LOW HIGH picks "
+              "the strength with the best PSNR on a separate pair (fairer)")
     print(f"Wrote per-image scores to {args.output}")
     return 0
 
@@ -134,10 +159,45 @@ def cmd_demo(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit code 2), with a pointer to ``-h``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def _number(kind, minimum, inclusive: bool = True, what: str = ""):
+    """An argparse ``type`` accepting ``kind`` values >= (or >) ``minimum``."""
+    sign = ">=" if inclusive else ">"
+    text = what or f"{'an integer' if kind is int else 'a number'} {sign} {minimum:g}"
+
+    def convert(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {text}, got {value!r}") from None
+        ok = number >= minimum if inclusive else number > minimum
+        if not (ok and math.isfinite(number)):
+            raise argparse.ArgumentTypeError(f"must be {text}, got {value!r}")
+        return number
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _add_channel(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channel", type=_number(int, 0), default=None, metavar="N",
+                   help="read channel N of input files with channels (C or RGB axis); "
+                        "files without channels are read as they are")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="napari-care-losses",
         description="CARE restoration with comparable training losses (headless).")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks for errors (also accepted after the "
+                             "command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="train 3 losses on the bundled W2S crops and compare")
@@ -146,24 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", type=int, default=0, choices=(0, 1, 2))
     p.set_defaults(func=cmd_demo)
 
+    from .settings import add_train_arguments
+
     p = sub.add_parser("train", help="train one model per --loss on a low/high pair")
     p.add_argument("low", type=Path, help="low-exposure TIFF (YX or TYX)")
     p.add_argument("high", type=Path, help="high-exposure TIFF, same shape")
     p.add_argument("--loss", action="append", default=None,
                    help=f"loss (repeatable): {', '.join(n.value for n in LossName)}")
     p.add_argument("--out", type=Path, default=Path("runs"), help="models folder")
-    p.add_argument("--patch-size", type=int, default=64, choices=(32, 64, 128))
-    p.add_argument("--patches-per-image", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--steps", type=int, default=100, help="steps per epoch")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--unet-depth", type=int, default=2)
-    p.add_argument("--unet-first", type=int, default=32, help="filters in the first layer")
-    p.add_argument("--unet-kernel", type=int, default=5)
-    for k in PARAM_FLAGS:
-        p.add_argument(f"--{k}", type=float, default=None, help=f"loss parameter {k}")
+    add_train_arguments(p)  # --preset, one flag per setting and per loss parameter
+    _add_channel(p)
     p.add_argument("-v", "--verbose", action="store_true", help="print every batch")
     p.set_defaults(func=cmd_train)
 
@@ -172,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--scale-output", type=Path, help="Laplace models: write the scale map")
-    p.add_argument("--tile-size", type=int, default=512, help="max tile side in pixels")
+    p.add_argument("--tile-size", type=_number(int, 16), default=512,
+                   help="max tile side in pixels (>= 16)")
+    _add_channel(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="per-image PSNR/SSIM of models and baselines (CSV)")
@@ -180,10 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("high", type=Path, help="ground truth")
     p.add_argument("--model", type=Path, action="append", help="model folder (repeatable)")
     p.add_argument("--baseline", action="append", help="tv, nlm or gaussian (repeatable)")
+    p.add_argument("--calibrate", nargs=2, type=Path, metavar=("LOW", "HIGH"),
+                   help="calibrate the baselines' strength on this pair (e.g. a training or "
+                        "validation pair; never the test pair)")
+    p.add_argument("--calibration-frames", type=_number(int, 1), default=3, metavar="N",
+                   help="frames of the calibration pair used (default 3)")
+    p.add_argument("--strength", type=_number(float, 0, inclusive=False), default=None,
+                   help="fixed baseline strength factor (1 = noise-based default)")
     p.add_argument("--restored", action="append", help="NAME=FILE of a saved restoration")
     p.add_argument("-o", "--output", type=Path, default=Path("scores.csv"))
     p.add_argument("--metric", choices=("care", "raw"), default="care")
-    p.add_argument("--data-range", type=float, default=None, help="for --metric raw")
+    p.add_argument("--data-range", type=_number(float, 0, inclusive=False), default=None,
+                   help="for --metric raw (> 0)")
+    _add_channel(p)
     p.set_defaults(func=cmd_evaluate)
 
     try:
@@ -192,26 +255,69 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_parser(sub)
+    from .bioimageio_export import add_parser as add_export_parser  # no TensorFlow here
+
+    add_export_parser(sub)
     return parser
 
 
+#: errors that mean bad input, files or settings: one line, exit code 2
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    DataError, ValueError, OSError, RuntimeError, MemoryError, EOFError, KeyError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Also zlib's errors; tifffile's are ValueErrors and h5py's OSError/KeyError/ValueError."""
+    import zlib
+
+    return (*_USER_ERRORS, zlib.error)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
+    if isinstance(exc, MemoryError):
+        text = text or ("out of memory; use fewer patches per image, a smaller batch or "
+                        "smaller tiles")
+        return text if text.startswith("out of memory") else f"out of memory: {text}"
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; user errors end as one line on stderr and exit code 2.
+
+    ``--debug`` (anywhere before ``--``) shows the Python traceback instead.
+    """
+    from .data import input_channel
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    if debug:
+        argv = [a for i, a in enumerate(argv) if i >= end or a != "--debug"]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # -h, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else 2
     if getattr(args, "loss", "unset") is None:
         args.loss = ["laplace"]
+    name = f"napari-care-losses {args.command}"
     try:
-        return int(args.func(args) or 0)
-    except (DataError, ValueError, OSError, RuntimeError) as exc:  # OSError: files
-        print(f"napari-care-losses {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"napari-care-losses {args.command}: error: out of memory; use fewer patches "
-              "per image, a smaller batch or smaller tiles", file=sys.stderr)
-        return 2
+        with input_channel(getattr(args, "channel", None) if args.command != "demo" else None):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        if debug:
+            raise
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        if isinstance(exc, _user_errors()):
+            print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        print(f"{name}: unexpected error: {type(exc).__name__}: {_one_line(exc)} (run with "
+              "--debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

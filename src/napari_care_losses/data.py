@@ -7,18 +7,34 @@ memory whole: only the training patches that were asked for do.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
+
+from .tiff_io import DataError, check_layout, empty, open_tiff
+
+__all__ = ["DataError", "FrameStack", "as_stack", "check_pair", "input_channel",
+           "make_patches", "normalize", "open_pair", "release"]
 
 #: CSBDeep's defaults for percentile normalisation at prediction time.
 PMIN, PMAX = 2.0, 99.8
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: channel that :func:`as_stack` picks from files with channels (``--channel``).
+_INPUT_CHANNEL: ContextVar[int | None] = ContextVar("input_channel", default=None)
 
 
-class DataError(ValueError):
-    """Bad input data; the message names the file or layer and what is wrong."""
+@contextmanager
+def input_channel(channel: int | None) -> Iterator[None]:
+    """Within the block, files opened from a path read channel ``channel`` if they have
+    channels (files without a channel axis are read as they are)."""
+    token = _INPUT_CHANNEL.set(channel)
+    try:
+        yield
+    finally:
+        _INPUT_CHANNEL.reset(token)
 
 
 class FrameStack:
@@ -39,46 +55,33 @@ class FrameStack:
         array = np.asarray(array) if not isinstance(array, np.ndarray) else array
         if array.ndim == 2:
             array = array[np.newaxis]
-        _check_layout(name, array.shape, array.dtype)
+        check_layout(name, array.shape, array.dtype)
         return cls(name, array.shape[0], array.shape[1:], array.dtype, lambda i: array[i])
 
     @classmethod
-    def open(cls, path: str | Path) -> FrameStack:
-        """Open a TIFF lazily; raise :class:`DataError` naming the file if it is unusable."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        try:
-            tif = tifffile.TiffFile(path)
-        except Exception as exc:  # tifffile raises several types for non-TIFFs
-            raise DataError(f"{path}: not a readable TIFF file ({exc})") from None
-        series = tif.series[0]
-        shape, dtype = tuple(series.shape), series.dtype
-        if len(shape) == 2:
-            shape = (1, *shape)
-        try:
-            _check_layout(str(path), shape, dtype, axes=series.axes)
-        except DataError:
-            tif.close()
-            raise
-        pages = series.pages
-        if len(pages) == shape[0] and all(p is not None for p in pages):
-            def read(i: int) -> np.ndarray:
-                return pages[i].asarray().reshape(shape[1:])
-        else:  # one page holding several frames: read it once
-            data = series.asarray().reshape(shape)
+    def open(cls, path: str | Path, channel: int | None = None, *,
+             if_channels: bool = False) -> FrameStack:
+        """Open a TIFF lazily; raise :class:`DataError` naming the file if it is unusable.
 
-            def read(i: int) -> np.ndarray:
-                return data[i]
-        return cls(str(path), shape[0], shape[1:], dtype, read, closer=tif.close)
+        The file must hold every frame its metadata declare and its last frame must decode;
+        a file with channels (``C``/``S`` axis) needs ``channel``. With ``if_channels``,
+        ``channel`` is ignored for files without channels.
+        """
+        t = open_tiff(path, channel, if_channels)
+        return cls(str(path), t.n_frames, t.frame_shape, t.dtype, t.read, closer=t.close)
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as an array (float frames are checked for NaN/inf)."""
         if not -self.n_frames <= index < self.n_frames:
             raise IndexError(f"{self.name}: frame {index} out of range ({self.n_frames} frames)")
         img = np.asarray(self._reader(index % self.n_frames))
-        if img.dtype.kind == "f" and not np.all(np.isfinite(img)):
-            raise DataError(f"{self.name}: frame {index} contains NaN or infinite values")
+        if img.dtype.kind == "f":
+            if not np.all(np.isfinite(img)):
+                raise DataError(f"{self.name}: frame {index} contains NaN or infinite values")
+            top = float(np.max(np.abs(img))) if img.size else 0.0
+            if top > _FLOAT32_MAX:
+                raise DataError(f"{self.name}: frame {index}: values up to {top:.3g} do not "
+                                "fit float32; rescale the image")
         return img
 
     def __len__(self) -> int:
@@ -89,8 +92,14 @@ class FrameStack:
             yield self.frame(i)
 
     def to_array(self) -> np.ndarray:
-        """All frames as one ``(T, Y, X)`` array (only for stacks that fit in memory)."""
-        return np.stack(list(self))
+        """All frames as one ``(T, Y, X)`` array (only for stacks that fit in memory).
+
+        :class:`MemoryError` names the stack and the size it would need.
+        """
+        out = empty(self.name, (self.n_frames, *self.frame_shape), self.dtype)
+        for i in range(self.n_frames):
+            out[i] = self.frame(i)
+        return out
 
     def close(self) -> None:
         if self._closer is not None:
@@ -101,28 +110,18 @@ class FrameStack:
                 f"frame_shape={self.frame_shape}, dtype={self.dtype})")
 
 
-def _check_layout(name: str, shape: Sequence[int], dtype, axes: str | None = None) -> None:
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "uif" or dtype.itemsize > 8:
-        raise DataError(f"{name}: unsupported pixel type {dtype}; expected integers or floats")
-    if len(shape) != 3:
-        what = f"axes {axes!r}, " if axes else ""
-        raise DataError(
-            f"{name}: expected a 2D image (YX) or a stack of 2D frames (TYX/ZYX), got "
-            f"{what}shape {tuple(shape)}; split channels or colours into separate files"
-        )
-    if axes and axes[-1] == "S":
-        raise DataError(f"{name}: RGB/colour image {tuple(shape)}; save one channel per file")
-    if min(shape[1:]) < 8:
-        raise DataError(f"{name}: frames of shape {tuple(shape[1:])} are too small")
+def as_stack(source: str | Path | np.ndarray | FrameStack, name: str | None = None,
+             channel: int | None = None) -> FrameStack:
+    """Accept a path, an array or a :class:`FrameStack`.
 
-
-def as_stack(source: str | Path | np.ndarray | FrameStack, name: str | None = None) -> FrameStack:
-    """Accept a path, an array or a :class:`FrameStack`."""
+    A path is opened with ``channel``, or else with the :func:`input_channel` in effect.
+    """
     if isinstance(source, FrameStack):
         return source
     if isinstance(source, str | Path):
-        return FrameStack.open(source)
+        if channel is not None:
+            return FrameStack.open(source, channel)
+        return FrameStack.open(source, _INPUT_CHANNEL.get(), if_channels=True)
     return FrameStack.from_array(source, name or "array")
 
 
@@ -144,11 +143,12 @@ def check_pair(low: FrameStack, high: FrameStack, patch_size: int | None = None)
         )
 
 
-def open_pair(low, high, patch_size: int | None = None) -> tuple[FrameStack, FrameStack]:
+def open_pair(low, high, patch_size: int | None = None,
+              channel: int | None = None) -> tuple[FrameStack, FrameStack]:
     """Open and check a low/high pair given as paths, arrays or stacks."""
-    low_s = as_stack(low, "low")
+    low_s = as_stack(low, "low", channel)
     try:
-        high_s = as_stack(high, "high")
+        high_s = as_stack(high, "high", channel)
     except DataError:
         release((low_s, low))
         raise
@@ -174,6 +174,24 @@ def normalize(img: np.ndarray, pmin: float = PMIN, pmax: float = PMAX) -> np.nda
     return _normalize(np.asarray(img, dtype=np.float32), pmin, pmax, clip=False)
 
 
+def _training_frame(stack: FrameStack, i: int) -> np.ndarray:
+    """Frame ``i`` as float32 for CSBDeep; constant frames are refused.
+
+    Frames with negative values are shifted to start at 0: CSBDeep's patch filter keeps
+    patches above a fraction of the maximum, which fails for negative images, and the
+    percentile normalisation that follows does not depend on the offset.
+    """
+    img = stack.frame(i)
+    lo, hi = img.min(), img.max()
+    if lo == hi:
+        raise DataError(f"{stack.name}: frame {i} is constant (all values {lo}); nothing to "
+                        "learn from")
+    img = img.astype(np.float32)
+    if lo < 0:
+        img -= np.float32(lo)
+    return img
+
+
 @dataclass
 class PatchData:
     """Normalised training and validation patches, ``(S, Y, X, C)`` float32."""
@@ -194,11 +212,12 @@ class PatchData:
 
 def make_patches(
     low, high, patch_size: int = 64, patches_per_image: int = 64, val_fraction: float = 0.2,
-    seed: int = 0, frames: Sequence[int] | None = None,
+    seed: int = 0, frames: Sequence[int] | None = None, channel: int | None = None,
 ) -> PatchData:
     """Cut normalised patch pairs with CSBDeep's ``create_patches`` and split them 4:1.
 
-    ``low``/``high`` are paths, arrays or :class:`FrameStack`; ``frames`` picks a subset.
+    ``low``/``high`` are paths, arrays or :class:`FrameStack`; ``frames`` picks a subset;
+    ``channel`` picks a channel of files with channels.
     Frames are fed lazily to CSBDeep, so memory holds only the requested patches.
     The split follows CARE: a seeded shuffle of all patches, ``val_fraction`` of them for
     validation (views, no copies).
@@ -209,7 +228,7 @@ def make_patches(
         raise DataError(f"patch size must be a multiple of 4 (e.g. 32, 64, 128), got {patch_size}")
     if not 0 < val_fraction < 1:
         raise DataError(f"validation fraction must lie in (0, 1), got {val_fraction}")
-    low_s, high_s = open_pair(low, high, patch_size)
+    low_s, high_s = open_pair(low, high, patch_size, channel)
     index = list(range(low_s.n_frames)) if frames is None else [int(f) for f in frames]
     if not index:
         raise DataError(f"{low_s.name}: no frames selected for training")
@@ -219,9 +238,7 @@ def make_patches(
 
     def pairs():
         for i in index:
-            x, y = low_s.frame(i), high_s.frame(i)
-            if x.dtype.kind != "f" and x.max() == x.min():
-                raise DataError(f"{low_s.name}: frame {i} is constant; nothing to learn from")
+            x, y = (_training_frame(s, i) for s in (low_s, high_s))
             yield x, y, "YX", None
 
     raw = RawData(pairs, len(index), f"{low_s.name} → {high_s.name}")

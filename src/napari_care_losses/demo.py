@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import Baseline
 from .config import TrainConfig
-from .data import make_patches
+from .data import as_stack, make_patches
 from .losses import LossSpec
 from .metrics import Score, affine_fit, normalize_gt, score_stack
-from .predict import load_model
+from .restore_engine import Calibration, MethodSpec, restore_all_or_raise
 from .sample_data import CITATION, sample_path
 from .score_tables import to_markdown, write_csv
+from .tiff_io import atomic_path
 from .training import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag, train
 
 DEMO_LOSSES = ("laplace", "fft", "bandpass")
@@ -68,10 +68,8 @@ def run_demo(out: str | Path = "demo_output", budget: str = "default", channel: 
                            patches_per_image=b.patches_per_image, seed=0)
     test_low = sample_path(channel, "test", "low")
     test_high = sample_path(channel, "test", "high")
-    import tifffile
-
-    low, high = tifffile.imread(test_low), tifffile.imread(test_high)
-    restorations: dict[str, np.ndarray] = {}
+    low, high = (as_stack(p).to_array() for p in (test_low, test_high))
+    specs = []
     for name in DEMO_LOSSES:
         cfg = replace(DEMO_CONFIG, loss=LossSpec.create(name), epochs=b.epochs,
                       steps_per_epoch=b.steps_per_epoch)
@@ -83,23 +81,23 @@ def run_demo(out: str | Path = "demo_output", budget: str = "default", channel: 
                 raise RuntimeError(event.error)
             if isinstance(event, Finished):
                 finished = event
-        model = load_model(finished.model_dir)
-        restorations[model.label] = model.restore(low).image
+        specs.append(MethodSpec.for_model(finished.model_dir))
     # classical baselines, strength calibrated on a training pair (never on the test crop)
-    train_low, train_high = sample_path(channel, "train", "low"), sample_path(channel, "train",
-                                                                               "high")
-    for name in ("tv", "nlm"):
-        base = Baseline.calibrated(name, train_low, train_high, frames=[0])
-        log(f"  {base.label}: strength factor {base.factor} (calibrated on a training pair)")
-        restorations[base.label] = base.restore(low)
-
-    methods = {"Input": low.astype(np.float32), **restorations}
-    scores: dict[str, list[Score]] = {m: score_stack(img, high) for m, img in methods.items()}
+    specs += [MethodSpec.for_baseline(name) for name in ("tv", "nlm")]
+    calibration = Calibration(sample_path(channel, "train", "low"),
+                              sample_path(channel, "train", "high"), (0,), "a training pair")
+    results = restore_all_or_raise(specs, low, high, calibration=calibration, log=log)
+    labels = {spec.name: spec.short for spec in specs}  # "Laplace", "TV", …
+    methods = {"Input": low.astype(np.float32),
+               **{labels[n]: r.image for n, r in results.items()}}
+    scores: dict[str, list[Score]] = {"Input": score_stack(low, high),
+                                      **{labels[n]: r.scores for n, r in results.items()}}
     csv_path = write_csv(out / "scores.csv", scores)
     table = to_markdown(scores)
-    (out / "scores.md").write_text(
-        f"# Demo: W2S channel {channel}, held-out crops\n\nMean over {len(high)} images; "
-        "CARE-style metrics (percentile-normalised ground truth, affine fit).\n\n" + table)
+    with atomic_path(out / "scores.md") as tmp:
+        tmp.write_text(
+            f"# Demo: W2S channel {channel}, held-out crops\n\nMean over {len(high)} images; "
+            "CARE-style metrics (percentile-normalised ground truth, affine fit).\n\n" + table)
     fig_path = comparison_figure(methods, high, scores, out / "comparison.png")
     log("\n" + table)
     log(f"Wrote {fig_path}, {csv_path} and {out / 'scores.md'} "

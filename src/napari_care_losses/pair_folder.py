@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DataError, open_pair, release
+from .tiff_io import empty
 
 LOW_TAGS = ("low", "noisy", "input", "source", "raw")
 HIGH_TAGS = ("high", "gt", "ground_truth", "groundtruth", "target", "clean")
@@ -138,7 +139,8 @@ def read_pairs(pairs: FolderPairs) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{pairs.folder}: frames differ in size ({sorted(shapes)}); one "
                         "layer needs frames of one size")
     shape = (sum(counts), *shapes.pop())
-    low, high = (np.empty(shape, np.result_type(*d)) for d in dtypes)
+    low, high = (empty(f"{pairs.folder} ({side})", shape, np.result_type(*d))
+                 for side, d in zip(("low", "high"), dtypes, strict=True))
     start = 0
     for lo, hi, count in zip(pairs.low, pairs.high, counts, strict=True):
         s_lo, s_hi = open_pair(lo, hi)

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig, read_meta
+from .bioimageio_import import resolve_model_source
+from .config import TrainConfig
 from .data import FrameStack, as_stack, release
 from .losses import LossSpec
+from .model_folder import ModelFolder
 
 #: Frames larger than this (per side, pixels) are split into tiles by default.
 DEFAULT_TILE = 512
@@ -38,15 +40,11 @@ class RestorationModel:
     """A trained model folder (CSBDeep weights + our metadata), ready to predict."""
 
     def __init__(self, model_dir: str | Path) -> None:
-        self.model_dir = Path(model_dir)
-        if not self.model_dir.is_dir():
-            raise FileNotFoundError(f"{self.model_dir}: model folder not found")
-        self.meta = read_meta(self.model_dir)
-        try:
-            self.config = TrainConfig.from_dict(self.meta["train"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{self.model_dir}: unusable model metadata "
-                             f"({type(exc).__name__}: {exc})") from None
+        model_dir = resolve_model_source(model_dir)  # bioimage.io package -> model folder
+        self.folder = ModelFolder.open(model_dir).require_usable()
+        self.model_dir = self.folder.path
+        self.meta = self.folder.meta
+        self.config: TrainConfig = self.folder.config
         self._care = None
 
     @property
@@ -68,16 +66,13 @@ class RestorationModel:
     @property
     def care(self):
         if self._care is None:
-            from .training import build_care
+            from .care_model import build_care
 
-            if not (self.model_dir / "weights_best.h5").exists():
-                raise FileNotFoundError(f"{self.model_dir}: no weights_best.h5 (training "
-                                        "never reached its first save)")
             try:
                 with contextlib.redirect_stdout(io.StringIO()):  # CSBDeep prints "Loading"
                     self._care = build_care(None, self.model_dir.name, self.model_dir.parent)
-            except (OSError, ValueError) as exc:  # h5py: truncated or corrupt weights
-                raise OSError(f"{self.model_dir}: cannot load the model "
+            except (OSError, ValueError, KeyError) as exc:  # h5py: truncated or corrupt weights
+                raise OSError(f"model folder {self.model_dir}: cannot load the network "
                               f"({type(exc).__name__}: {exc})") from None
         return self._care
 

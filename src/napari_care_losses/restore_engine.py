@@ -169,6 +169,7 @@ class MethodResult:
     scale: np.ndarray | None = None
     scores: list[Score] | None = None  # per frame, when ground truth was given
     note: str = ""
+    factor: float | None = None  # the strength a baseline ran at
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,14 @@ def _allocate_in_memory(spec: MethodSpec, what: str, shape: tuple[int, ...]) -> 
     return np.empty(shape, np.float32)
 
 
+#: ``scorer(restored_frame, gt_frame)`` → :class:`Score` (default: CARE-style metrics).
+Scorer = Callable[[np.ndarray, np.ndarray], Score]
+
+
 def restore_and_score(specs: Sequence[MethodSpec], low, gt=None, stop=None,
                       calibration: Calibration | None = None, cache: dict | None = None,
-                      allocate: Allocator = _allocate_in_memory) -> Iterator[RestoreEvent]:
+                      allocate: Allocator = _allocate_in_memory, scorer: Scorer = score,
+                      ) -> Iterator[RestoreEvent]:
     """Restore ``low`` with each method in turn; score each frame against ``gt``.
 
     ``low``/``gt``: paths, arrays or :class:`FrameStack` of the same shape. ``stop`` (any
@@ -225,7 +231,7 @@ def restore_and_score(specs: Sequence[MethodSpec], low, gt=None, stop=None,
                 yield Stopped(None)
                 return
             yield from _one_method(index, len(specs), spec, frames, truth, stop, calibration,
-                                   cache, allocate)
+                                   cache, allocate, scorer)
             if stop is not None and stop.is_set():
                 return
     finally:
@@ -234,7 +240,7 @@ def restore_and_score(specs: Sequence[MethodSpec], low, gt=None, stop=None,
 
 def _one_method(index: int, n: int, spec: MethodSpec, frames: FrameStack,
                 truth: FrameStack | None, stop, calibration, cache,
-                allocate: Allocator) -> Iterator[RestoreEvent]:
+                allocate: Allocator, scorer: Scorer) -> Iterator[RestoreEvent]:
     frame = None
     try:
         method = open_method(spec, calibration, cache)
@@ -253,13 +259,15 @@ def _one_method(index: int, n: int, spec: MethodSpec, frames: FrameStack,
             if scale is not None and sc is not None:
                 _check_finite(sc, "uncertainty (scale) map")
                 scale[frame] = sc
-            s = score(image[frame], truth.frame(frame)) if truth is not None else None
+            s = scorer(image[frame], truth.frame(frame)) if truth is not None else None
             if scores is not None:
                 scores.append(s)
             yield FrameDone(spec.name, index, frame, frames.n_frames, s)
-        yield MethodDone(spec.name, index, MethodResult(spec, image, scale, scores, method.note))
+        factor = method.baseline.factor if isinstance(method, BaselineMethod) else None
+        yield MethodDone(spec.name, index,
+                         MethodResult(spec, image, scale, scores, method.note, factor))
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - reported, the run goes on
-        where = f" at frame {frame}" if frame is not None else ""
+        where = f" at frame {frame} of {frames.name}" if frame is not None else ""
         yield MethodFailed(spec.name, index, f"{spec.name} failed{where}: {exc}", frame)
 
 
@@ -269,13 +277,27 @@ def _check_finite(arr: np.ndarray, what: str) -> None:
         raise MethodError(f"the {what} has {int(bad.sum())} NaN or infinite pixels")
 
 
-def restore_all(specs: Sequence[MethodSpec], low, gt=None, **kwargs
+def restore_all(specs: Sequence[MethodSpec], low, gt=None,
+                log: Callable[[str], None] | None = None, **kwargs,
                 ) -> tuple[dict[str, MethodResult], list[str]]:
-    """Run :func:`restore_and_score` to the end: ``({name: result}, [error messages])``."""
+    """Run :func:`restore_and_score` to the end: ``({name: result}, [error messages])``;
+    ``log`` gets one line per method (and its note)."""
     results, errors = {}, []
     for event in restore_and_score(specs, low, gt, **kwargs):
-        if isinstance(event, MethodDone):
+        if isinstance(event, MethodStarted) and log is not None:
+            log(f"Restoring with {event.name}" + (f": {event.note}" if event.note else "")
+                + " ...")
+        elif isinstance(event, MethodDone):
             results[event.name] = event.result
         elif isinstance(event, MethodFailed):
             errors.append(event.error)
     return results, errors
+
+
+def restore_all_or_raise(specs: Sequence[MethodSpec], low, gt=None, **kwargs
+                         ) -> dict[str, MethodResult]:
+    """:func:`restore_all`, raising :class:`MethodError` on the first failure."""
+    results, errors = restore_all(specs, low, gt, **kwargs)
+    if errors:
+        raise MethodError(errors[0])
+    return results

@@ -105,21 +105,35 @@ class RestoreProcess:
         frames of (``low``, ``gt``). ``stop`` (``is_set``) is passed on between frames.
         """
         with self._lock:
-            yield from self._run(list(specs), low, gt, calibration_frames, stop)
-
-    def _run(self, specs, low, gt, calibration_frames, stop) -> Iterator[RestoreEvent]:
-        self._ensure_child()
-        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._tmp))
-        current: tuple[str, int] = (specs[0].name if specs else "", 0)
-        try:
+            self._ensure_child()
+            run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._tmp))
             paths = {}
             for key, data in (("low", low), ("gt", gt)):
                 if data is not None:
                     paths[key] = str(run_dir / f"{key}.npy")
                     np.save(paths[key], np.asarray(data))
+            cal = tuple(calibration_frames) if calibration_frames else None
+            first = specs[0].name if specs else ""
+            yield from self._serve(("run", str(run_dir), list(specs), paths, cal), run_dir,
+                                   first, stop)
+
+    def run_files(self, specs: Sequence[MethodSpec], paths: Sequence[str | Path],
+                  outdir: str | Path, stop=None) -> Iterator:
+        """Restore TIFF files (or folders of them) on disk into ``outdir`` with each method
+        (:func:`.restore_files.restore_files`, in the child)."""
+        with self._lock:
+            self._ensure_child()
+            run_dir = Path(tempfile.mkdtemp(prefix="files-", dir=self._tmp))
+            request = ("files", list(specs), [str(p) for p in paths], str(outdir))
+            yield from self._serve(request, run_dir, specs[0].name if specs else "", stop)
+
+    def _serve(self, request: tuple, run_dir: Path, first: str, stop
+               ) -> Iterator[RestoreEvent]:
+        """Send one request, then pass the child's events on until it is done."""
+        current: tuple[str, int] = (first, 0)
+        try:
             self._stop.clear()
-            self._requests.send(("run", str(run_dir), specs, paths,
-                                 tuple(calibration_frames) if calibration_frames else None))
+            self._requests.send(request)
             while True:
                 if stop is not None and stop.is_set():
                     self._stop.set()
@@ -196,10 +210,17 @@ def _child_main(requests, events, stop) -> None:
             request = requests.recv()
         except (EOFError, OSError):  # napari is gone
             break
-        if request[0] != "run":
+        if request[0] not in ("run", "files"):
             break
-        _, run_dir, specs, paths, cal_frames = request
         try:
+            if request[0] == "files":
+                from .restore_files import restore_files
+
+                _, specs, paths, outdir = request
+                for event in restore_files(specs, paths, outdir, stop, cache):
+                    events.send(event)
+                continue
+            _, run_dir, specs, paths, cal_frames = request
             low = np.load(paths["low"], mmap_mode="r")
             gt = np.load(paths["gt"], mmap_mode="r") if "gt" in paths else None
             calibration = (Calibration(low, gt, cal_frames, "the ground truth")
@@ -216,8 +237,9 @@ def _child_main(requests, events, stop) -> None:
                 events.send(MethodFailed("restore", 0, f"restore process error: "
                                          f"{type(exc).__name__}: {exc}\n"
                                          f"{traceback.format_exc(limit=3)}"))
-        with contextlib.suppress(OSError):
-            events.send(_DONE)
+        finally:
+            with contextlib.suppress(OSError):
+                events.send(_DONE)
     with contextlib.suppress(OSError):
         events.close()
     os._exit(0)  # skip TensorFlow's slow interpreter shutdown

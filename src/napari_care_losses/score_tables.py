@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import Score
+from .tiff_io import atomic_path
 
 
 def score_rows(scores: Mapping[str, Sequence[Score]]) -> tuple[list[str], list[list[str]]]:
@@ -29,13 +30,22 @@ def score_rows(scores: Mapping[str, Sequence[Score]]) -> tuple[list[str], list[l
 
 
 def write_csv(path: str | Path, scores: Mapping[str, Sequence[Score]]) -> Path:
+    """Write the table atomically: ``path`` is complete or untouched (see ``atomic_path``)."""
     header, rows = score_rows(scores)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(rows)
+    return path
+
+
+def write_markdown(path: str | Path, scores: Mapping[str, Sequence[Score]]) -> Path:
+    """Write :func:`to_markdown`'s table atomically."""
+    text = to_markdown(scores)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return path
 
 

@@ -13,12 +13,16 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from .config import TrainConfig, versions, write_meta
+import numpy as np
+
+from .care_model import build_care
+from .config import TrainConfig, versions
 from .data import PatchData
+from .model_folder import write_meta
 
 # ----------------------------------------------------------------------------- events
 
@@ -90,61 +94,6 @@ class StopFlag:
 # ----------------------------------------------------------------------------- model
 
 
-def _care_config(cfg: TrainConfig):
-    from csbdeep.models import Config
-
-    probabilistic = cfg.loss.probabilistic
-    return Config(
-        "YXC", n_channel_in=1, n_channel_out=1, probabilistic=probabilistic,
-        # CSBDeep needs one of its own loss names here; we recompile with ours afterwards.
-        train_loss="laplace" if probabilistic else "mae",
-        unet_n_depth=cfg.unet_n_depth, unet_n_first=cfg.unet_n_first,
-        unet_kern_size=cfg.unet_kern_size, train_batch_size=cfg.batch_size,
-        train_learning_rate=cfg.learning_rate, train_epochs=cfg.epochs,
-        train_steps_per_epoch=cfg.steps_per_epoch, train_tensorboard=False,
-        train_reduce_lr=({"factor": 0.5, "patience": cfg.reduce_lr_patience, "verbose": 0}
-                         if cfg.reduce_lr_patience else None),
-    )
-
-
-def _loss_care_class():
-    """Build the CARE subclass lazily so importing this module does not import TensorFlow."""
-    from ._tf import ensure_tensorflow
-
-    ensure_tensorflow()  # before CSBDeep imports TensorFlow: see ._tf
-    from csbdeep.internals.losses import loss_mae, loss_mse
-    from csbdeep.models import CARE
-
-    from .losses.keras_losses import make_loss
-
-    class LossCARE(CARE):
-        """CSBDeep ``CARE`` compiled with a loss from our registry."""
-
-        train_config: TrainConfig | None = None
-
-        def prepare_for_training(self, optimizer=None, **kwargs):
-            super().prepare_for_training(optimizer, **kwargs)
-            cfg = self.train_config
-            if cfg is not None:
-                loss = make_loss(cfg.loss.name, cfg.loss.params, cfg.patch_size)
-                self.keras_model.compile(optimizer=self.keras_model.optimizer, loss=loss,
-                                         metrics=[loss_mse(), loss_mae()])
-
-    return LossCARE
-
-
-def build_care(cfg: TrainConfig | None, name: str, basedir: Path):
-    """A CARE model with our loss; ``cfg=None`` loads an existing folder for prediction."""
-    cls = _loss_care_class()
-    if cfg is not None:  # Keras draws the initial weights when the layers are built
-        import keras
-
-        keras.utils.set_random_seed(cfg.seed)
-    model = cls(_care_config(cfg) if cfg is not None else None, name=name, basedir=str(basedir))
-    model.train_config = cfg
-    return model
-
-
 def new_model_dir(outdir: Path, cfg: TrainConfig) -> Path:
     """A fresh folder name: loss + time stamp (unique even within the same second)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -169,6 +118,14 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
             self.t0 = time.perf_counter()
             self.stopped = False  # True once a stop request ended training early
             self.nonfinite: tuple[int, int, float] | None = None  # first NaN/inf batch loss
+            self.epochs, self.steps = cfg.epochs, cfg.steps_per_epoch  # the plan
+            self.deadline: float | None = None  # perf_counter time to stop at (time budget)
+            self.step_s = 0.0  # measured seconds per step
+            self.schedule = None  # the budget's cosine decay (its total follows the plan)
+            self.warmup_steps = 0
+
+        def on_train_begin(self, logs=None):
+            self.fit_t0 = time.perf_counter()
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch, self.t0 = epoch, time.perf_counter()
@@ -177,18 +134,109 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
             loss = float((logs or {}).get("loss", float("nan")))
             if not math.isfinite(loss) and self.nonfinite is None:
                 self.nonfinite = (self.epoch + 1, batch + 1, loss)
-            events.put(BatchEnd(self.epoch, batch + 1, cfg.steps_per_epoch, loss))
+            events.put(BatchEnd(self.epoch, batch + 1, self.steps, loss))
             if stop.is_set():
                 self.model.stop_training = self.stopped = True
+            elif self.deadline is not None and time.perf_counter() + self.step_s > self.deadline:
+                self.model.stop_training = True  # time is up: a normal end
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
+            if self.deadline is not None:  # re-plan the budget from the measured epochs
+                now = time.perf_counter()
+                left = self.deadline - now
+                per_epoch = max((now - self.fit_t0) / (epoch + 1), 1e-6)
+                self.epochs = epoch + 1 + max(0, int(left // per_epoch))
+                if self.schedule is not None:
+                    self.schedule.total.assign(
+                        float(self.warmup_steps + self.epochs * self.steps))
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            events.put(EpochEnd(epoch + 1, cfg.epochs, float(logs.get("loss", float("nan"))),
+            events.put(EpochEnd(epoch + 1, self.epochs, float(logs.get("loss", float("nan"))),
                                 float(logs.get("val_loss", float("nan"))), lr,
                                 time.perf_counter() - self.t0))
 
     return Progress()
+
+
+#: Lowest learning rate of the budget's cosine decay, as a fraction of the initial one.
+COSINE_ALPHA = 0.05
+#: Steps timed (after one compiling step) to plan a time budget.
+WARMUP_STEPS = 3
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a time budget is spent: measured step/validation times and the fitted plan."""
+
+    epochs: int
+    steps_per_epoch: int
+    step_s: float
+    val_s: float
+    warmup_s: float  # from the start of ``train`` to the end of the warm-up
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _cosine_schedule(lr0: float, total_steps: int):
+    """Cosine decay from ``lr0`` to ``COSINE_ALPHA * lr0`` over ``total``, which can be set
+    after the training function was traced (``schedule.total.assign``)."""
+    import keras
+    from keras import ops
+
+    class BudgetCosine(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self) -> None:
+            self.total = keras.Variable(float(total_steps), trainable=False, dtype="float32",
+                                        name="budget_total_steps")
+
+        def __call__(self, step):
+            frac = ops.minimum(ops.cast(step, "float32") / self.total, 1.0)
+            cos = 0.5 * (1.0 + ops.cos(math.pi * frac))
+            return lr0 * (COSINE_ALPHA + (1.0 - COSINE_ALPHA) * cos)
+
+        def get_config(self):
+            return {"lr0": lr0, "total_steps": total_steps}
+
+    return BudgetCosine()
+
+
+def _plan_budget(model, patches: PatchData, cfg: TrainConfig, t0: float):
+    """Compile, time a few real training steps and a bit of validation, then fit epochs x
+    steps (at most ``cfg.steps_per_epoch`` per epoch, at least 4 epochs when possible) and the
+    cosine learning-rate decay into what is left of ``cfg.minutes``."""
+    import keras
+
+    schedule = _cosine_schedule(cfg.learning_rate, cfg.epochs * cfg.steps_per_epoch)
+    model.prepare_for_training(optimizer=keras.optimizers.Adam(learning_rate=schedule))
+    net, bs = model.keras_model, cfg.batch_size
+    rng = np.random.default_rng(cfg.seed)
+
+    def step() -> None:
+        idx = rng.choice(len(patches.X), bs, replace=False)
+        net.train_on_batch(patches.X[idx], patches.Y[idx])
+
+    step()  # traces and compiles
+    t = time.perf_counter()
+    for _ in range(WARMUP_STEPS):
+        step()
+    step_s = (time.perf_counter() - t) / WARMUP_STEPS
+    n_val, vb = len(patches.X_val), 32  # Keras' default evaluation batch
+    net.evaluate(patches.X_val[:vb], patches.Y_val[:vb], batch_size=vb, verbose=0)  # traces
+    k = min(n_val, 2 * vb)
+    t = time.perf_counter()
+    net.evaluate(patches.X_val[:k], patches.Y_val[:k], batch_size=vb, verbose=0)
+    val_s = (time.perf_counter() - t) * n_val / max(k, 1)
+    now = time.perf_counter()
+    budget = 60.0 * cfg.minutes
+    left = budget - (now - t0) - 0.5 - 0.02 * budget  # keep time for saving the weights
+    steps = cfg.steps_per_epoch
+    epochs = int(left // (steps * step_s + val_s))
+    if epochs < 4:  # shorter epochs: keep a few validations (and best-model checkpoints)
+        steps = max(1, int((left / 4 - val_s) // step_s))
+        epochs = int(left // (steps * step_s + val_s))
+    epochs = max(1, epochs)
+    schedule.total.assign(float(WARMUP_STEPS + 1 + epochs * steps))
+    return BudgetPlan(epochs, steps, step_s, val_s, now - t0), schedule
 
 
 def _fit(model, patches: PatchData, cfg: TrainConfig, callback) -> dict[str, list[float]]:
@@ -225,9 +273,10 @@ def train(
     Closing the generator early (``gen.close()``) stops training after the current batch and
     still saves the model.
     """
+    t0 = time.perf_counter()  # a time budget counts from here
     stop = stop or StopFlag()
     model_dir = Path(model_dir) if model_dir else new_model_dir(Path(outdir), cfg)
-    info = {"data": data_info or {}}
+    info: dict = {"data": data_info or {}}
     try:
         if cfg.batch_size > len(patches.X):
             raise ValueError(f"batch size {cfg.batch_size} is larger than the "
@@ -237,6 +286,7 @@ def train(
                              f"{cfg.patch_size}px")
         model_dir.parent.mkdir(parents=True, exist_ok=True)
         model = build_care(cfg, model_dir.name, model_dir.parent)
+        info["precision_used"] = model.precision
         write_meta(model_dir, _meta(cfg, patches, "training", **info))
     except Exception as exc:
         yield Failed(str(exc), None, traceback.format_exc())
@@ -249,7 +299,21 @@ def train(
 
     def work() -> None:
         try:
-            outcome["history"] = _fit(model, patches, cfg, callback)
+            run_cfg = cfg
+            if cfg.minutes:
+                plan, callback.schedule = _plan_budget(model, patches, cfg, t0)
+                info["budget"] = plan.to_dict()
+                callback.epochs, callback.steps = plan.epochs, plan.steps_per_epoch
+                callback.step_s, callback.warmup_steps = plan.step_s, WARMUP_STEPS + 1
+                # room for more epochs than planned: the deadline ends the run
+                run_cfg = replace(cfg, epochs=2 * plan.epochs + 2,
+                                  steps_per_epoch=plan.steps_per_epoch)
+                # stop in time for the last validation and for saving the weights
+                callback.deadline = t0 + 60 * cfg.minutes - plan.val_s - 0.5
+            events.put(Started(model_dir, cfg.loss.name.value, len(patches.X),
+                               len(patches.X_val), callback.epochs, callback.steps))
+            if not stop.is_set():
+                outcome["history"] = _fit(model, patches, run_cfg, callback)
         except BaseException as exc:  # noqa: BLE001 - reported as a Failed event
             outcome["error"] = (exc, traceback.format_exc())
         finally:
@@ -259,8 +323,6 @@ def train(
     thread = threading.Thread(target=work, name=f"care-train-{model_dir.name}", daemon=True)
     thread.start()
     try:
-        yield Started(model_dir, cfg.loss.name.value, len(patches.X), len(patches.X_val),
-                      cfg.epochs, cfg.steps_per_epoch)
         while (event := events.get()) is not None:
             yield event
     finally:  # also on generator close: stop, wait for the saved weights, write metadata

@@ -178,3 +178,22 @@ class LayerPicker(QComboBox):
             self.refresh()
         if getattr(event, "source", None) is self.layer():
             self.layer_changed.emit()
+
+
+def matching_pair(layers: list) -> tuple[str | None, str | None]:
+    """A default (input, ground truth): a "low" layer and a "high"/"gt" layer that pairs
+    with it (same frames and size), the most recently added pair first."""
+    def has(layer, keys) -> bool:
+        return any(k in layer.name.lower() for k in keys)
+
+    lows = [lyr for lyr in reversed(layers) if has(lyr, ("low",))]
+    highs = [lyr for lyr in reversed(layers) if has(lyr, ("high", "gt", "truth"))]
+    for low in lows:
+        if image_problem(low) is not None:
+            continue
+        twin = low.name.lower().replace("low", "high")
+        fits = [h for h in highs if h is not low and partner_problem(low, h) is None]
+        fits.sort(key=lambda h: h.name.lower() != twin)
+        if fits:
+            return low.name, fits[0].name
+    return (lows[0].name if lows else None), None

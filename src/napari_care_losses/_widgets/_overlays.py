@@ -1,45 +1,80 @@
 """Per-panel text in napari's grid mode: a text overlay attached to a layer.
 
-napari (0.6+) draws *layer* canvas overlays (``layer._overlays``, e.g. the layer-name
-overlay) inside the grid viewbox of their layer, so one such overlay per layer gives each
-grid panel its own label; viewer overlays (``viewer.text_overlay``) are either drawn once
-or duplicated with the same text in every panel. napari has no generic text overlay for
-layers yet, so we add one: an overlay model with a ``text`` field and a vispy visual for it,
-registered in napari's overlay→visual table. Canvas overlays live in screen space, so the
-text keeps its size and corner while the (shared) camera zooms and pans.
+napari draws *layer* canvas overlays inside the grid viewbox of their layer, so one text
+overlay per layer gives each grid panel its own label; viewer overlays
+(``viewer.canvas.overlays.text``) are either drawn once or duplicated with the *same* text
+in every panel (``gridded``).
+
+Public API in napari 0.9.2 (checked in the installed source): a layer exposes only
+``layer.bounding_box`` and ``layer.name_overlay`` (which always shows ``layer.name``); there
+is no public way to add a text overlay with our own text to one layer or one grid panel
+(napari issue #9250 asks for one; PR #8236 left "how do we expose this?" open). So the
+per-panel text needs napari's private layer-overlay machinery: ``layer._overlays`` and the
+overlay→visual table of ``napari._vispy``. All of that private access is in
+:func:`_private_layer_overlays` and :func:`install` below, nowhere else. If a napari release
+drops it, :func:`set_panel_text` degrades to the public ``layer.name_overlay`` (the panel
+shows the layer's name, which is the method name) and keeps the text for
+:func:`panel_text`, instead of failing.
+
+Canvas overlays live in screen space, so the text keeps its size and corner while the
+(shared) camera zooms and pans. The font is small (8 pt) and the text short (a title of a
+few words, PSNR and SSIM lines) so that a label fits a panel of a 1280×800 window with 6–7
+panels.
 """
 
 from __future__ import annotations
+
+import weakref
+from typing import Any
 
 from napari.components._viewer_constants import CanvasPosition
 from napari.components.overlays import TextOverlay
 from napari.layers import Layer
 
-#: Key of our overlay in ``layer._overlays``.
+#: Key of our overlay in the layer's overlay dict.
 OVERLAY_KEY = "care_losses_panel_text"
 #: White text on a translucent black box: readable on any image and either napari theme.
 TEXT_COLOR = (1.0, 1.0, 1.0, 1.0)
 BOX_COLOR = (0.0, 0.0, 0.0, 0.65)
+FONT_SIZE = 8
+
+#: Texts kept when napari's private overlays are unavailable (the public fallback).
+_fallback: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class PanelTextOverlay(TextOverlay):
     """Multi-line text drawn in the top-left corner of its layer's grid panel."""
 
     position: CanvasPosition = CanvasPosition.TOP_LEFT
-    font_size: float = 9
+    font_size: float = FONT_SIZE
     box: bool = True
 
 
-_installed = False
+# ---------------------------------------------------------------- private napari access
 
 
-def install() -> None:
-    """Register the vispy visual of :class:`PanelTextOverlay` (idempotent)."""
+def _private_layer_overlays(layer: Layer) -> Any | None:
+    """napari's PRIVATE per-layer overlay dict (``layer._overlays``, an ``EventedDict``
+    whose changes the vispy canvas follows), or ``None`` if this napari has none."""
+    overlays = getattr(layer, "_overlays", None)
+    return overlays if hasattr(overlays, "get") and install() else None
+
+
+_installed: bool | None = None
+
+
+def install() -> bool:
+    """Register the vispy visual of :class:`PanelTextOverlay` in napari's PRIVATE
+    overlay→visual table (idempotent); ``False`` if this napari lacks that machinery."""
     global _installed
-    if _installed:
-        return
-    from napari._vispy.overlays.text import _VispyLayerTextOverlay
-    from napari._vispy.utils import visual
+    if _installed is not None:
+        return _installed
+    try:
+        from napari._vispy.overlays.text import _VispyLayerTextOverlay
+        from napari._vispy.utils import visual
+    except ImportError:
+        _installed = False
+        return False
 
     class VispyPanelTextOverlay(_VispyLayerTextOverlay):
         overlay: PanelTextOverlay
@@ -57,28 +92,53 @@ def install() -> None:
 
     visual.overlay_to_visual[PanelTextOverlay] = VispyPanelTextOverlay
     _installed = True
+    return True
 
 
-def set_panel_text(layer: Layer, text: str, visible: bool = True) -> PanelTextOverlay:
+# ---------------------------------------------------------------- API of this module
+
+
+def set_panel_text(layer: Layer, text: str, visible: bool = True) -> PanelTextOverlay | None:
     """Show ``text`` on ``layer``'s panel (creating the overlay on first use)."""
-    install()
-    overlay = layer._overlays.get(OVERLAY_KEY)
+    overlays = _private_layer_overlays(layer)
+    if overlays is None:  # public fallback: the panel shows the layer's name
+        _fallback[layer] = (text, visible)
+        layer.name_overlay.visible = visible
+        return None
+    overlay = overlays.get(OVERLAY_KEY)
     if overlay is None:
         overlay = PanelTextOverlay(text=text, visible=visible, color=TEXT_COLOR,
                                    box_color=BOX_COLOR)
-        layer._overlays[OVERLAY_KEY] = overlay
+        overlays[OVERLAY_KEY] = overlay
     else:
-        overlay.text = text
-        overlay.visible = visible
+        if overlay.text != text:
+            overlay.text = text
+        if overlay.visible != visible:
+            overlay.visible = visible
     return overlay
 
 
 def panel_text(layer: Layer) -> str | None:
     """The text on ``layer``'s panel, or ``None`` if it has none (or it is hidden)."""
-    overlay = layer._overlays.get(OVERLAY_KEY)
+    overlays = _private_layer_overlays(layer)
+    if overlays is None:
+        text, visible = _fallback.get(layer, (None, False))
+        return text if visible else None
+    overlay = overlays.get(OVERLAY_KEY)
     return overlay.text if overlay is not None and overlay.visible else None
 
 
+def panel_overlay(layer: Layer) -> PanelTextOverlay | None:
+    """The overlay model of ``layer``'s panel text (for checks), or ``None``."""
+    overlays = _private_layer_overlays(layer)
+    return overlays.get(OVERLAY_KEY) if overlays is not None else None
+
+
 def remove_panel_text(layer: Layer) -> None:
-    if OVERLAY_KEY in layer._overlays:
-        del layer._overlays[OVERLAY_KEY]
+    overlays = _private_layer_overlays(layer)
+    if overlays is None:
+        if _fallback.pop(layer, None) is not None:
+            layer.name_overlay.visible = False
+        return
+    if OVERLAY_KEY in overlays:
+        del overlays[OVERLAY_KEY]

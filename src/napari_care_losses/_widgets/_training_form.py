@@ -28,7 +28,8 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..config import TrainConfig
-from ..losses import DEFAULT_PARAMS, LOSS_LABELS, LossName, LossSpec
+from ..losses import DEFAULT_PARAMS, LOSS_LABELS, LOSS_PARAM_INFO, LossName, LossSpec
+from ..settings import BY_NAME, DEFAULT_PRESET, PRESETS, SETTINGS, Setting, defaults
 
 #: Order of the loss check boxes (the study's main losses first).
 LOSS_ORDER = (LossName.LAPLACE, LossName.FFT, LossName.BANDPASS, LossName.FFT_BANDPASS,
@@ -45,6 +46,11 @@ LOSS_TIPS = {
     LossName.MSSSIM_L1: "α·(1 − MS-SSIM) + (1 − α)·L1 (Zhao et al.)",
 }
 DEFAULT_OUTDIR = Path.home() / "napari-care-losses" / "models"
+#: Attribute names of the generated controls, where they differ from the setting's name.
+ATTRS = {"steps_per_epoch": "steps", "unet_n_depth": "unet_depth",
+         "unet_kern_size": "unet_kernel", "reduce_lr_patience": "reduce_lr"}
+#: Settings with their own control (not a plain field of the grid).
+SPECIAL = ("minutes",)
 
 
 def _label(text: str) -> QLabel:
@@ -74,14 +80,56 @@ def _dspin(value: float, lo: float, hi: float, step: float, tip: str,
     return box
 
 
+def make_control(s: Setting, value=None) -> QWidget:
+    """The dock control of setting ``s`` (drop-down, spin box or text field)."""
+    value = s.default if value is None else value
+    if s.choices or s.suggestions:
+        box = QComboBox()
+        box.addItems([str(c) for c in (s.choices or s.suggestions)])
+        box.setCurrentText(str(value))
+    elif s.name == "learning_rate":
+        box = QLineEdit(f"{value:g}")
+    elif s.type is int:
+        box = _spin(int(value), int(s.lo), int(s.hi), s.help, int(s.step))
+    else:
+        box = _dspin(float(value), s.lo, s.hi, s.step, s.help, s.decimals)
+    box.setToolTip(s.help)
+    return box
+
+
+def control_value(s: Setting, box: QWidget):
+    """The value of a control made by :func:`make_control` (``ValueError`` if unreadable)."""
+    if isinstance(box, QComboBox):
+        return s.type(box.currentText())
+    if isinstance(box, QLineEdit):
+        try:
+            return s.type(box.text())
+        except ValueError:
+            raise ValueError(f"{s.label} {box.text()!r} is not a number "
+                             f"(e.g. {s.default:g}).") from None
+    return s.type(box.value())
+
+
+def set_control(box: QWidget, value) -> None:
+    if isinstance(box, QComboBox):
+        box.setCurrentText(str(value))
+    elif isinstance(box, QLineEdit):
+        box.setText(f"{value:g}")
+    else:
+        box.setValue(value)
+
+
 class TrainingForm(QWidget):
-    """Loss choice and training settings; emits ``changed`` whenever a field changes."""
+    """Loss choice and training settings; emits ``changed`` whenever a field changes.
+
+    Every setting's control is generated from its record in :mod:`..settings` (kept in
+    :attr:`controls`, also as attributes: ``epochs``, ``steps``, ``unet_kernel`` ...).
+    """
 
     changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        bp, fbp = DEFAULT_PARAMS[LossName.BANDPASS], DEFAULT_PARAMS[LossName.FFT_BANDPASS]
         # ---- losses
         self.loss_boxes: dict[LossName, QCheckBox] = {}
         grid = QGridLayout()
@@ -92,9 +140,12 @@ class TrainingForm(QWidget):
             box.setChecked(name is LossName.LAPLACE)
             self.loss_boxes[name] = box
             grid.addWidget(box, i // 4, i % 4)
-        self.sigma1 = _dspin(bp["sigma1"], 0.1, 20, 0.1, "band-pass: inner Gaussian σ (px)")
-        self.sigma2 = _dspin(bp["sigma2"], 0.2, 30, 0.5, "band-pass: outer Gaussian σ (px)")
-        self.weight = _dspin(fbp["weight"], 0, 1, 0.05, "FFT+BP: weight of the FFT term")
+        first = {k: v for p in DEFAULT_PARAMS.values() for k, v in reversed(p.items())}
+        self.param_boxes: dict[str, QDoubleSpinBox] = {}
+        for key, ((lo, hi), tip) in LOSS_PARAM_INFO.items():
+            step = 0.02 if hi <= 1 else 0.1
+            self.param_boxes[key] = box = _dspin(first[key], lo, hi, step, tip)
+            setattr(self, key, box)
         params = QHBoxLayout()
         params.setContentsMargins(0, 0, 0, 0)
         for text, box in (("BP σ1", self.sigma1), ("σ2", self.sigma2), ("FFT+BP w", self.weight)):
@@ -104,20 +155,22 @@ class TrainingForm(QWidget):
         lay = QVBoxLayout(losses)
         lay.addLayout(grid)
         lay.addLayout(params)
-        # ---- training
-        self.patch_size = QComboBox()
-        self.patch_size.addItems(["32", "64", "128"])
-        self.patch_size.setCurrentText("64")
-        self.patch_size.setToolTip("square training patches (px); the study used 64")
-        self.patches_per_image = _spin(64, 1, 4096, "patches cut from every frame (20 % "
-                                       "of all patches are kept for validation)", 8)
-        self.epochs = _spin(20, 1, 10000, "passes over the training set (study: more; "
-                            "20 is a CPU-friendly start)")
-        self.steps = _spin(50, 1, 100000, "batches per epoch", 10)
-        self.batch_size = _spin(16, 1, 1024, "patches per batch (study: 16)")
-        self.learning_rate = QLineEdit("4e-4")
-        self.learning_rate.setToolTip("Adam learning rate (study: 4e-4)")
-        self.seed = _spin(0, 0, 2**31 - 1, "random seed for patches and weights")
+        # ---- settings, generated from their records
+        self.controls: dict[str, QWidget] = {}
+        for s in SETTINGS:
+            self.controls[s.name] = box = make_control(s)
+            setattr(self, ATTRS.get(s.name, s.name), box)
+        self.preset = QComboBox()
+        self.preset.addItems(list(PRESETS))
+        self.preset.setCurrentText(DEFAULT_PRESET)
+        self.preset.setToolTip("set every field to a preset: fast (default) or study (the "
+                               "paper's: batch 16, lr 4e-4, 64 px, 5x5 kernels, float32)")
+        self.budget = QCheckBox("Train for")
+        self.budget.setToolTip(BY_NAME["minutes"].help)
+        self.minutes.setRange(0.1, BY_NAME["minutes"].hi)
+        self.minutes.setValue(10.0)
+        self.minutes.setSuffix(" minutes")
+        self.minutes.setEnabled(False)
         self.outdir = QLineEdit(str(DEFAULT_OUTDIR))
         self.outdir.setToolTip("each run writes a model folder <loss>_<time> in here")
         browse = QPushButton("…")
@@ -136,45 +189,28 @@ class TrainingForm(QWidget):
         self.preview_every.setSuffix(" epochs")
         settings = QGroupBox("Training")
         form = QGridLayout(settings)
-        rows = [("Patch size", self.patch_size, "Patches/image", self.patches_per_image),
-                ("Epochs", self.epochs, "Steps/epoch", self.steps),
-                ("Batch size", self.batch_size, "Learning rate", self.learning_rate),
-                ("Seed", self.seed, None, None)]
-        for r, (l1, w1, l2, w2) in enumerate(rows):
-            form.addWidget(_label(l1), r, 0)
-            form.addWidget(w1, r, 1)
-            if l2:
-                form.addWidget(_label(l2), r, 2)
-                form.addWidget(w2, r, 3)
-        form.addWidget(_label("Output"), len(rows), 0)
-        form.addLayout(out_row, len(rows), 1, 1, 3)
-        form.addWidget(self.preview, len(rows) + 1, 0, 1, 2)
-        form.addWidget(self.preview_every, len(rows) + 1, 2, 1, 2)
+        main = [s for s in SETTINGS if not s.expert and s.name not in SPECIAL]
+        cells = [(QLabel("Preset"), self.preset), (self.budget, self.minutes)]
+        cells += [(_label(s.label), self.controls[s.name]) for s in main]
+        for i, (label, widget) in enumerate(cells):
+            form.addWidget(label, i // 2, 2 * (i % 2))
+            form.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+        row = (len(cells) + 1) // 2
+        form.addWidget(_label("Output"), row, 0)
+        form.addLayout(out_row, row, 1, 1, 3)
+        form.addWidget(self.preview, row + 1, 0, 1, 2)
+        form.addWidget(self.preview_every, row + 1, 2, 1, 2)
         form.setColumnStretch(1, 1)
         form.setColumnStretch(3, 1)
         # ---- expert
-        self.unet_depth = _spin(2, 1, 4, "U-Net depth (poolings); CSBDeep default 2")
-        self.unet_n_first = _spin(16, 4, 128, "filters in the first U-Net layer (CSBDeep: "
-                                  "32; 16 trains ~3× faster on a CPU)", 4)
-        self.unet_kernel = QComboBox()
-        self.unet_kernel.addItems(["3", "5", "7"])
-        self.unet_kernel.setToolTip("convolution kernel size (CSBDeep: 5)")
-        self.val_fraction = _dspin(0.2, 0.05, 0.5, 0.05, "fraction of patches for validation")
-        self.reduce_lr = _spin(10, 0, 1000, "halve the learning rate after this many epochs "
-                               "without improvement (0 = never)")
-        self.alpha = _dspin(DEFAULT_PARAMS[LossName.MSSSIM_L1]["alpha"], 0, 1, 0.02,
-                            "MS-SSIM+L1: weight α of the MS-SSIM term")
         self.expert = QCollapsible("Expert")
         inner = QWidget()
         ex = QFormLayout(inner)
         ex.setContentsMargins(4, 0, 0, 0)
-        for text, widget in (("U-Net depth", self.unet_depth),
-                             ("First-layer filters", self.unet_n_first),
-                             ("Kernel size", self.unet_kernel),
-                             ("Validation fraction", self.val_fraction),
-                             ("Reduce LR patience", self.reduce_lr),
-                             ("MS-SSIM+L1 α", self.alpha)):
-            ex.addRow(text, widget)
+        for s in SETTINGS:
+            if s.expert:
+                ex.addRow(s.label, self.controls[s.name])
+        ex.addRow("MS-SSIM+L1 α", self.alpha)
         self.expert.addWidget(inner)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -194,32 +230,29 @@ class TrainingForm(QWidget):
             box.setChecked(name in wanted)
 
     def loss_params(self, name: LossName) -> dict[str, float]:
-        bp = {"sigma1": self.sigma1.value(), "sigma2": self.sigma2.value()}
-        return {LossName.BANDPASS: bp, LossName.FFT_BANDPASS: {**bp, "weight":
-                self.weight.value()}, LossName.MSSSIM_L1: {"alpha": self.alpha.value()}
-                }.get(name, {})
+        return {k: self.param_boxes[k].value() for k in DEFAULT_PARAMS[LossName(name)]}
 
     def output_dir(self) -> Path:
         return Path(self.outdir.text().strip() or DEFAULT_OUTDIR).expanduser()
+
+    def values(self) -> dict:
+        """Every setting's value (``minutes`` is 0 unless "Train for" is ticked)."""
+        out = {s.name: control_value(s, self.controls[s.name]) for s in SETTINGS}
+        out["minutes"] = out["minutes"] if self.budget.isChecked() else 0.0
+        return out
+
+    def apply_preset(self, name: str) -> None:
+        """Set every setting's control to preset ``name`` (the time budget is kept)."""
+        for key, value in defaults(name).items():
+            if key not in SPECIAL:
+                set_control(self.controls[key], value)
 
     def configs(self) -> list[TrainConfig]:
         """One config per selected loss; raises ``ValueError`` with a readable message."""
         names = self.selected_losses()
         if not names:
             raise ValueError("Pick at least one loss.")
-        try:
-            lr = float(self.learning_rate.text())
-        except ValueError:
-            raise ValueError(f"Learning rate {self.learning_rate.text()!r} is not a "
-                             "number (e.g. 4e-4).") from None
-        base = dict(patch_size=int(self.patch_size.currentText()),
-                    patches_per_image=self.patches_per_image.value(),
-                    val_fraction=self.val_fraction.value(), epochs=self.epochs.value(),
-                    steps_per_epoch=self.steps.value(), batch_size=self.batch_size.value(),
-                    learning_rate=lr, seed=self.seed.value(),
-                    unet_n_depth=self.unet_depth.value(), unet_n_first=self.unet_n_first.value(),
-                    unet_kern_size=int(self.unet_kernel.currentText()),
-                    reduce_lr_patience=self.reduce_lr.value())
+        base = self.values()
         out = []
         for name in names:
             loss = LossSpec.create(name, self.loss_params(name), base["patch_size"])
@@ -234,23 +267,20 @@ class TrainingForm(QWidget):
     def _connect(self) -> None:
         for box in self.loss_boxes.values():
             box.toggled.connect(self._sync_enabled)
-        for w in (self.patch_size, self.unet_kernel):
-            w.currentIndexChanged.connect(self.changed)
-        for w in (self.patches_per_image, self.epochs, self.steps, self.batch_size, self.seed,
-                  self.unet_depth, self.unet_n_first, self.reduce_lr, self.sigma1,
-                  self.sigma2, self.weight, self.val_fraction, self.alpha):
-            w.valueChanged.connect(self.changed)
-        for w in (self.learning_rate, self.outdir):
-            w.textChanged.connect(self.changed)
+        for w in [*self.controls.values(), *self.param_boxes.values(), self.outdir]:
+            for signal in ("currentIndexChanged", "valueChanged", "textChanged"):
+                if hasattr(w, signal):
+                    getattr(w, signal).connect(self.changed)
+                    break
+        self.preset.currentTextChanged.connect(self.apply_preset)
+        self.budget.toggled.connect(self.minutes.setEnabled)
+        self.budget.toggled.connect(self.changed)
         self.preview.toggled.connect(self.preview_every.setEnabled)
 
     def _sync_enabled(self, *_args) -> None:
         chosen = set(self.selected_losses())
-        uses_bp = bool(chosen & {LossName.BANDPASS, LossName.FFT_BANDPASS})
-        self.sigma1.setEnabled(uses_bp)
-        self.sigma2.setEnabled(uses_bp)
-        self.weight.setEnabled(LossName.FFT_BANDPASS in chosen)
-        self.alpha.setEnabled(LossName.MSSSIM_L1 in chosen)
+        for key, box in self.param_boxes.items():
+            box.setEnabled(any(key in DEFAULT_PARAMS[n] for n in chosen))
         self.changed.emit()
 
     def _browse(self) -> None:

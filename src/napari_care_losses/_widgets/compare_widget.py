@@ -15,7 +15,6 @@ import weakref
 
 import napari
 import numpy as np
-from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -35,26 +34,22 @@ from qtpy.QtWidgets import (
 
 from ..metrics import Score
 from ..restore_engine import (
-    FrameDone,
-    MethodDone,
-    MethodFailed,
     MethodResult,
     MethodSpec,
-    MethodStarted,
-    Stopped,
 )
 from ..restore_process import RestoreProcess
 from . import _compare_layers as L
-from ._compare_jobs import STRENGTH_CALIBRATE, STRENGTH_DEFAULT, as_frames, score_many
+from ._compare_jobs import STRENGTH_CALIBRATE, STRENGTH_DEFAULT, as_frames
+from ._compare_runs import CompareRuns
 from ._compare_view import CompareView
-from ._layers import image_problem, partner_problem
+from ._layers import image_problem, matching_pair, partner_problem
 from ._metrics_table import MetricsTable
 from .model_registry import REGISTRY
 
 NONE_GT = "none"
 
 
-class CompareWidget(QWidget):
+class CompareWidget(CompareRuns, QWidget):
     """Dock widget: restore with several methods and compare them panel by panel."""
 
     #: Emitted when a restore run (or a re-scoring) has ended, finished or stopped.
@@ -83,6 +78,9 @@ class CompareWidget(QWidget):
         self.method_list = QListWidget()
         self.method_list.setMaximumHeight(130)
         self.load_button = QPushButton("Load model…")
+        self.files_button = QPushButton("Restore files…")
+        self.files_button.setToolTip("restore TIFF files on disk (stacks too large to open) "
+                                     "with the ticked methods; writes <file>_<method>.tif")
         self.strength_combo = QComboBox()
         self.strength_combo.addItems([STRENGTH_DEFAULT, STRENGTH_CALIBRATE])
         self.restore_button, self.stop_button = QPushButton("Restore"), QPushButton("Stop")
@@ -106,7 +104,10 @@ class CompareWidget(QWidget):
         models = QGroupBox("Methods")
         box = QVBoxLayout(models)
         box.addWidget(self.method_list)
-        box.addWidget(self.load_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.files_button)
+        box.addLayout(buttons)
         run_row = QHBoxLayout()
         run_row.addWidget(self.restore_button)
         run_row.addWidget(self.stop_button)
@@ -123,6 +124,7 @@ class CompareWidget(QWidget):
         self.restore_button.clicked.connect(self.restore)
         self.stop_button.clicked.connect(self.stop)
         self.load_button.clicked.connect(self._load_model_dialog)
+        self.files_button.clicked.connect(self._files_dialog)
         self.export_button.clicked.connect(self._export_dialog)
         self.input_combo.currentIndexChanged.connect(self._on_data_choice)
         self.gt_combo.currentIndexChanged.connect(self._on_data_choice)
@@ -173,7 +175,7 @@ class CompareWidget(QWidget):
         layers = L.image_layers(self.viewer)
         names = [lyr.name for lyr in layers]
         keep = (self.input_combo.currentText(), self.gt_combo.currentText())
-        guess = _matching_pair(layers)
+        guess = matching_pair(layers)
         for combo, extra, kept, guessed in ((self.input_combo, [], keep[0], guess[0]),
                                             (self.gt_combo, [NONE_GT], keep[1], guess[1])):
             combo.blockSignals(True)
@@ -302,129 +304,6 @@ class CompareWidget(QWidget):
         layer = self.input_layer()
         return as_frames(np.asarray(layer.data)) if layer is not None else None
 
-    def restore(self) -> None:
-        """Run every ticked method on the input stack, in a child process."""
-        if self.is_running:
-            return
-        problem = self.data_problem()
-        low, specs = self.input_frames(), self.checked_specs()
-        if problem is None and not specs:
-            problem = "tick at least one method"
-        if problem is not None:
-            self._say(problem, error=True)
-            return
-        gt = self.ground_truth_frames()
-        calibrate = gt is not None and self.strength_combo.currentText() == STRENGTH_CALIBRATE
-        cal = (L.current_frame(self.viewer, len(low)),) if calibrate else None
-        specs = sorted(specs, key=lambda s: s.rank)
-        self._run = {"gt_layer": self.gt_layer(), "done": [], "failed": [], "n": len(low),
-                     "total": len(specs), "discarded": None,
-                     "earlier": [n for n in self.results if n not in {s.name for s in specs}]}
-        self._stop.clear()
-        self.progress.setRange(0, len(specs) * len(low))
-        self.progress.setValue(0)
-        self._set_running(True)
-        self._say("starting the restore process…" if self._process.pid is None
-                  else "restoring…")
-        worker = create_worker(self._process.run, specs, low, gt, cal, self._stop,
-                               _ignore_errors=True)
-        worker.yielded.connect(self._on_event)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._end_run)
-        self._worker = worker
-        worker.start()
-
-    def stop(self) -> None:
-        """Stop after the current frame; finished methods stay, the current one is dropped."""
-        self._stop.set()
-
-    def _set_running(self, running: bool) -> None:
-        self.restore_button.setEnabled(not running)
-        self.stop_button.setEnabled(running)
-
-    def _on_event(self, ev) -> None:
-        run = self._run
-        if isinstance(ev, MethodStarted):
-            run["current"] = ev.name
-            self._say(f"{ev.name}: starting (method {ev.index + 1} of {ev.n_methods})"
-                      + (f" · {ev.note}" if ev.note else ""))
-        elif isinstance(ev, FrameDone):
-            self.progress.setValue(ev.index * ev.n_frames + ev.frame + 1)
-            self._say(f"{ev.name}: frame {ev.frame + 1}/{ev.n_frames} "
-                      f"(method {ev.index + 1} of {run['total']})")
-        elif isinstance(ev, MethodDone):
-            self._on_method_done(ev.result)
-        elif isinstance(ev, MethodFailed):
-            run["failed"].append(ev.error)
-            self._say(ev.error, error=True)
-        elif isinstance(ev, Stopped):
-            run["discarded"] = ev.discarded
-
-    def _on_method_done(self, result: MethodResult) -> None:
-        if self._run.get("gt_layer") is not self.gt_layer():
-            result.scores = None  # ground truth changed meanwhile: rescore later
-        self.results[result.spec.name] = result
-        self._run["done"].append(result.spec.name)
-        self.view.show_result(result)
-
-    def _on_error(self, exc: Exception) -> None:
-        self._stop.set()
-        self._run.setdefault("failed", []).append(f"restore failed: {exc}")
-        self._say(f"restore failed: {exc}", error=True)
-
-    def _end_run(self) -> None:
-        self._worker = None
-        self._set_running(False)
-        run, self._run = self._run, {}
-        if run:
-            done, failed = run["done"], run["failed"]
-            parts = [f"restored with {len(done)} of {run['total']} method(s)"]
-            if self._stop.is_set():
-                parts[0] = f"stopped: kept {len(done)} finished method(s)"
-                if run["discarded"]:
-                    parts.append(f"discarded the partial {run['discarded']}")
-            earlier = [n for n in run["earlier"] if n in self.results]
-            if earlier and (self._stop.is_set() or failed):
-                parts.append(f"still shown from an earlier run: {', '.join(earlier)}")
-            text = "; ".join(parts) + "."
-            if failed:
-                text += "\n" + "\n".join(failed)
-            self._say(text, error=bool(failed))
-            if not self._stop.is_set() and not failed:
-                self.progress.setValue(self.progress.maximum())
-        self._stop.clear()
-        if not self.rescore():
-            self.run_finished.emit()
-
-    def rescore(self) -> bool:
-        """Score, in a worker, every row whose per-frame scores are not all cached."""
-        gt = self.ground_truth_frames()
-        todo = self.view.unscored(gt) if self.results else {}
-        if gt is None or not todo or self.is_running:
-            return False
-
-        def done() -> None:
-            self._worker = None
-            self._set_running(False)
-            self.view.refresh_table()
-            if not self._stop.is_set():
-                self._say(f"{previous} · scored against {self.gt_combo.currentText()!r}"
-                          if previous else f"scored against {self.gt_combo.currentText()!r}")
-            self.run_finished.emit()
-
-        previous = self.status.text() if not self.status.styleSheet() else ""
-        self._run = {}
-        self._stop.clear()
-        self._set_running(True)
-        self._say("scoring against the ground truth…")
-        worker = create_worker(score_many, todo, gt, self._stop, _ignore_errors=True)
-        worker.yielded.connect(lambda item: self.view.store_scores(*item))
-        worker.finished.connect(done)
-        worker.errored.connect(lambda exc: self._say(f"scoring failed: {exc}", error=True))
-        self._worker = worker
-        worker.start()
-        return True
-
     def scores(self, name: str) -> list[Score | None]:
         """Cached per-frame scores of a table row (``None`` where not computed)."""
         return self.view.cached_scores(name)
@@ -433,21 +312,3 @@ class CompareWidget(QWidget):
         self.status.setText(text)
         self.status.setStyleSheet("color: #e0605a;" if error else "")
 
-
-def _matching_pair(layers: list) -> tuple[str | None, str | None]:
-    """A default (input, ground truth): a "low" layer and a "high"/"gt" layer that pairs
-    with it (same frames and size), the most recently added pair first."""
-    def has(layer, keys) -> bool:
-        return any(k in layer.name.lower() for k in keys)
-
-    lows = [lyr for lyr in reversed(layers) if has(lyr, ("low",))]
-    highs = [lyr for lyr in reversed(layers) if has(lyr, ("high", "gt", "truth"))]
-    for low in lows:
-        if image_problem(low) is not None:
-            continue
-        twin = low.name.lower().replace("low", "high")
-        fits = [h for h in highs if h is not low and partner_problem(low, h) is None]
-        fits.sort(key=lambda h: h.name.lower() != twin)
-        if fits:
-            return low.name, fits[0].name
-    return (lows[0].name if lows else None), None

@@ -185,27 +185,42 @@ def run_train_job(job: TrainJob) -> dict[str, Any]:
             "started": started, "finished": time.time(), **_where()}
 
 
-def _restore(job: ScoreJob, low: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    if job.kind == "input":
-        return low.astype(np.float32), {}
+def _method(job: ScoreJob):
+    """The engine's method spec, calibration and record fields of a model/baseline job."""
+    from ..restore_engine import Calibration, MethodSpec
+
     if job.kind == "model":
-        from ..predict import load_model
+        from ..model_folder import ModelFolder
 
-        model = load_model(Path(job.outdir) / job.model_dir)
-        return model.restore(low).image, {"model_dir": job.model_dir, "model_key": job.model_key,
-                                          "model_run": model.meta["data"].get("run_id")}
-    from ..baselines import Baseline
-
-    if job.factor is not None:
-        b = Baseline.create(job.baseline, job.factor)
-    else:
+        folder = ModelFolder.open(Path(job.outdir) / job.model_dir)
+        return MethodSpec.for_model(folder.path), None, {
+            "model_dir": job.model_dir, "model_key": job.model_key,
+            "model_run": folder.data_info.get("run_id")}
+    calibration = None
+    if job.factor is None:
         from ..data import as_stack
 
         c_low, c_high = job.calibration.paths()
-        n = min(job.calibration_frames, as_stack(c_low).n_frames)
-        b = Baseline.calibrated(job.baseline, c_low, c_high, frames=range(n))
-    return b.restore(low), {"baseline": b.name.value, "factor": b.factor,
-                            "calibrated": job.factor is None}
+        stack = as_stack(c_low)
+        n = min(job.calibration_frames, stack.n_frames)
+        stack.close()
+        calibration = Calibration(c_low, c_high, tuple(range(n)), str(c_low))
+    return MethodSpec.for_baseline(job.baseline, job.factor), calibration, {
+        "baseline": job.baseline, "calibrated": job.factor is None}
+
+
+def _restore(job: ScoreJob, low: np.ndarray, high: np.ndarray):
+    """``(restoration, per-image scores, record fields)`` through the restore engine."""
+    from ..metrics import score_stack
+    from ..restore_engine import restore_all_or_raise
+
+    if job.kind == "input":
+        return low.astype(np.float32), score_stack(low, high), {}
+    spec, calibration, extra = _method(job)
+    result = restore_all_or_raise([spec], low, high, calibration=calibration)[spec.name]
+    if result.factor is not None:
+        extra["factor"] = result.factor
+    return result.image, result.scores, extra
 
 
 def run_score_job(job: ScoreJob, *dependencies: Any) -> dict[str, Any]:
@@ -214,7 +229,6 @@ def run_score_job(job: ScoreJob, *dependencies: Any) -> dict[str, Any]:
     ``dependencies`` (the training job's record) only make Dask wait for the model.
     """
     from ..data import as_stack
-    from ..metrics import score
 
     if job.done():
         return {"job": job.key, "type": "score", "status": "skipped", "title": job.title}
@@ -225,8 +239,7 @@ def run_score_job(job: ScoreJob, *dependencies: Any) -> dict[str, Any]:
     n = low_s.n_frames if job.test_images is None else min(job.test_images, low_s.n_frames)
     low = np.stack([low_s.frame(i) for i in range(n)])
     high = np.stack([high_s.frame(i) for i in range(n)])
-    restored, extra = _restore(job, low)
-    scores = [score(r, g) for r, g in zip(restored, high, strict=True)]
+    restored, scores, extra = _restore(job, low, high)
     out = Path(job.outdir)
     if job.restoration_file:
         atomic_write_tif(out / job.restoration_file, restored)

@@ -12,6 +12,7 @@ from typing import Any
 from ..baselines import BASELINE_LABELS, parse_baseline
 from ..config import TrainConfig
 from ..losses import LOSS_LABELS, LossSpec, parse_loss_name
+from ..settings import problems
 from .spec import (
     BUDGET_KEYS,
     ID_PATTERN,
@@ -268,10 +269,15 @@ class Validator:
         raw = self.mapping(raw, key, BUDGET_KEYS)
         training = self.mapping(raw.get("training") or {}, f"{key}.training", TRAIN_KEYS)
         training = {k: x for k, x in training.items() if k in TRAIN_KEYS}
-        try:
-            TrainConfig(patch_size=64, **training)
-        except (TypeError, ValueError) as exc:
-            self.err(f"{key}.training", str(exc))
+        bad = problems(training)  # each value against its setting's record
+        if bad:
+            self.err(f"{key}.training", "invalid training settings: " + ", ".join(
+                f"{k}={training.get(k)!r} ({why})" for k, why in bad.items()))
+        else:
+            try:
+                TrainConfig(patch_size=64, **training)
+            except (TypeError, ValueError) as exc:
+                self.err(f"{key}.training", str(exc))
         kw: dict[str, Any] = {}
         if "datasets" in raw:
             kw["datasets"] = self.name_list(raw["datasets"], f"{key}.datasets", dataset_names,

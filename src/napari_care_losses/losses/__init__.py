@@ -51,6 +51,14 @@ DEFAULT_PARAMS: dict[LossName, dict[str, float]] = {
     LossName.FFT_BANDPASS: {"weight": 0.5, "sigma1": 0.5, "sigma2": 5.0},
 }
 
+#: Every loss parameter: (lowest, highest) allowed value and a help text (CLI and dock).
+LOSS_PARAM_INFO: dict[str, tuple[tuple[float, float], str]] = {
+    "sigma1": ((0.1, 20.0), "band-pass: inner Gaussian sigma (px), below sigma2"),
+    "sigma2": ((0.2, 30.0), "band-pass: outer Gaussian sigma (px)"),
+    "weight": ((0.0, 1.0), "FFT+BP: weight of the FFT term"),
+    "alpha": ((0.0, 1.0), "MS-SSIM+L1: weight of the MS-SSIM term"),
+}
+
 #: Gaussian kernels are truncated at this many standard deviations (as scipy.ndimage).
 GAUSS_TRUNCATE = 4.0
 
@@ -119,6 +127,11 @@ def validate_params(
             merged[key] = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"loss {loss.value!r}: parameter {key!r} must be a number") from None
+    for key, value in merged.items():
+        lo, hi = LOSS_PARAM_INFO[key][0]
+        if not lo <= value <= hi:
+            raise ValueError(f"loss {loss.value!r}: {key} must lie in [{lo:g}, {hi:g}], "
+                             f"got {value:g}")
     if "sigma1" in merged:
         s1, s2 = merged["sigma1"], merged["sigma2"]
         if not (0 < s1 < s2):
@@ -131,10 +144,6 @@ def validate_params(
                 f"{gaussian_radius(s2)} px, larger than the {patch_size} px patches; "
                 "lower sigma2 or use larger patches"
             )
-    if "weight" in merged and not 0 <= merged["weight"] <= 1:
-        raise ValueError(f"loss {loss.value!r}: weight must lie in [0, 1]")
-    if "alpha" in merged and not 0 <= merged["alpha"] <= 1:
-        raise ValueError(f"loss {loss.value!r}: alpha must lie in [0, 1]")
     return merged
 
 
@@ -173,6 +182,7 @@ __all__ = [
     "DEFAULT_PARAMS",
     "GAUSS_TRUNCATE",
     "LOSS_LABELS",
+    "LOSS_PARAM_INFO",
     "MSSSIM_DEFAULT_SCALES",
     "MSSSIM_WEIGHTS",
     "SSIM_WINDOW",

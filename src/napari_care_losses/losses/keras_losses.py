@@ -36,8 +36,13 @@ MSSSIM_EPS = 1e-6
 
 
 def _named(fn: LossFn, name: str) -> LossFn:
-    fn.__name__ = fn.__qualname__ = name
-    return fn
+    """``fn`` computed in float32 (whatever the network's precision), named ``name``."""
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return fn(tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32))
+
+    loss.__name__ = loss.__qualname__ = name
+    return loss
 
 
 def _to_planes(x: tf.Tensor) -> tf.Tensor:
