@@ -22,6 +22,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 
@@ -31,9 +32,7 @@ from .child_process import (
     CHILD_NICENESS,
     POLL_S,
     died_message,
-    register_child,
     spawn_context,
-    unregister_child,
 )
 from .restore_engine import (
     Calibration,
@@ -47,6 +46,14 @@ from .restore_engine import (
 )
 
 _DONE = "done"
+
+
+@dataclass(frozen=True)
+class PackageWritten:
+    """A bioimage.io package of model ``name`` was written to ``path``."""
+
+    name: str
+    path: str
 
 
 class RestoreProcess:
@@ -79,7 +86,8 @@ class RestoreProcess:
         req_read.close()
         ev_write.close()  # the child holds the only write end: its death reads as EOF
         self._requests, self._events = req_write, ev_read
-        register_child(self._proc, self._stop)
+        # a daemon: at napari's exit multiprocessing ends it (nothing to save), and an
+        # orphan reads end-of-file on its request pipe and exits
 
     def _forget_child(self) -> None:
         for conn in (self._requests, self._events):
@@ -87,7 +95,6 @@ class RestoreProcess:
                 with contextlib.suppress(OSError):
                     conn.close()
         if self._proc is not None:
-            unregister_child(self._proc)
             self._proc.join(5)
             if self._proc.is_alive():
                 self._proc.kill()
@@ -126,6 +133,15 @@ class RestoreProcess:
             run_dir = Path(tempfile.mkdtemp(prefix="files-", dir=self._tmp))
             request = ("files", list(specs), [str(p) for p in paths], str(outdir))
             yield from self._serve(request, run_dir, specs[0].name if specs else "", stop)
+
+    def export(self, model_dir: str | Path, output: str | Path, **options) -> Iterator:
+        """Export a bioimage.io package (:func:`.bioimageio_export.export_package`) in the
+        child; yields :class:`PackageWritten` or :class:`MethodFailed`."""
+        with self._lock:
+            self._ensure_child()
+            run_dir = Path(tempfile.mkdtemp(prefix="export-", dir=self._tmp))
+            request = ("export", str(model_dir), str(output), options)
+            yield from self._serve(request, run_dir, Path(model_dir).name, None)
 
     def _serve(self, request: tuple, run_dir: Path, first: str, stop
                ) -> Iterator[RestoreEvent]:
@@ -201,6 +217,7 @@ def _child_main(requests, events, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # napari decides when to stop
     with contextlib.suppress(OSError, AttributeError):
         os.nice(CHILD_NICENESS)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no TensorFlow chatter in napari's log
     from ._tf import ensure_tensorflow
 
     ensure_tensorflow()
@@ -210,9 +227,19 @@ def _child_main(requests, events, stop) -> None:
             request = requests.recv()
         except (EOFError, OSError):  # napari is gone
             break
-        if request[0] not in ("run", "files"):
+        if request[0] not in ("run", "files", "export"):
             break
         try:
+            if request[0] == "export":
+                from .bioimageio_export import export_package
+
+                _, model_dir, output, options = request
+                try:
+                    done = export_package(model_dir, output, **options)
+                    events.send(PackageWritten(Path(model_dir).name, str(done.path)))
+                except (Exception, MemoryError) as exc:  # noqa: BLE001 - one clear line
+                    events.send(MethodFailed(Path(model_dir).name, 0, str(exc)))
+                continue
             if request[0] == "files":
                 from .restore_files import restore_files
 

@@ -76,8 +76,13 @@ class ModelList(QGroupBox):
         self.open_button.setToolTip("show the selected model's folder in the file manager")
         self.copy_button = QPushButton("Copy to…")
         self.copy_button.setToolTip("copy the selected model folder somewhere else")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("write a bioimage.io model package (.zip) that other "
+                                      "tools can run; checked with bioimage.io's own test")
+        self._process = None  # a RestoreProcess, started on the first export
+        self._export_worker = None
         buttons = QHBoxLayout()
-        for b in (self.load_button, self.open_button, self.copy_button):
+        for b in (self.load_button, self.open_button, self.copy_button, self.export_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)
@@ -85,12 +90,15 @@ class ModelList(QGroupBox):
         self.load_button.clicked.connect(self._load_dialog)
         self.open_button.clicked.connect(self._open_folder)
         self.copy_button.clicked.connect(self._copy_dialog)
+        self.export_button.clicked.connect(self._export_dialog)
         self.list.itemSelectionChanged.connect(self._sync_buttons)
         REGISTRY.changed.connect(self.refresh)
         self.refresh()
 
     def teardown(self) -> None:
         REGISTRY.changed.disconnect(self.refresh)
+        if self._process is not None:
+            self._process.close()
 
     def refresh(self) -> None:
         """Mirror the registry, keeping the selection."""
@@ -142,6 +150,7 @@ class ModelList(QGroupBox):
         has = bool(self.list.selectedItems())
         self.open_button.setEnabled(has)
         self.copy_button.setEnabled(has)
+        self.export_button.setEnabled(has and self._export_worker is None)
 
     def _load_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Load a trained model folder")
@@ -151,6 +160,47 @@ class ModelList(QGroupBox):
     def _open_folder(self) -> None:
         if (model := self.selected()) is not None:
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(model.model_dir)))
+
+    def _export_dialog(self) -> None:
+        model = self.selected()
+        if model is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {model.name}",
+                                              f"{model.name}.zip", "bioimage.io package (*.zip)")
+        if path:
+            self.export_model(model, path)
+
+    def export_model(self, model: RestorationModel, path: str | Path):
+        """Export in the restore child process (TensorFlow never loads in napari's); the
+        result is a notification. Returns the worker."""
+        from napari.qt.threading import create_worker
+
+        from ..restore_process import PackageWritten, RestoreProcess
+
+        if self._process is None:
+            self._process = RestoreProcess()
+        force = model.meta.get("status") != "finished"  # stopped models: the user chose
+
+        def report(event) -> None:
+            if isinstance(event, PackageWritten):
+                show_info(f"Exported {event.name} to {event.path} (bioimage.io test passed)")
+            else:
+                show_error(f"Could not export {model.name}: {getattr(event, 'error', event)}")
+
+        def done() -> None:
+            self._export_worker = None
+            self._sync_buttons()
+
+        worker = create_worker(self._process.export, model.model_dir, path, force=force,
+                               _ignore_errors=True)
+        worker.yielded.connect(report)
+        worker.errored.connect(lambda exc: show_error(f"Could not export: {exc}"))
+        worker.finished.connect(done)
+        self._export_worker = worker
+        self._sync_buttons()
+        show_info(f"Exporting {model.name} … (bioimage.io's model test runs first)")
+        worker.start()
+        return worker
 
     def _copy_dialog(self) -> None:
         model = self.selected()
