@@ -90,3 +90,10 @@ def pytest_unconfigure(config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS["value"])
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """napari viewer tests first: a process that loads TensorFlow before Mesa's OpenGL makes
+    Mesa's LLVM bind to TensorFlow's and the first draw crash (see napari_care_losses._tf);
+    tests that train or export in this process come after the viewers are up."""
+    items.sort(key=lambda item: "make_napari_viewer" not in getattr(item, "fixturenames", ()))

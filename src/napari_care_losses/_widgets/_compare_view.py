@@ -39,6 +39,7 @@ class CompareView:
         self._hidden: weakref.WeakSet = weakref.WeakSet()  # layers the grid hid
         self._spectra: dict[tuple, RadialSpectrum] = {}
         self.spectrum = None
+        self._table_args: tuple | None = None
 
     # ------------------------------------------------------------------ rows and scores
 
@@ -247,8 +248,11 @@ class CompareView:
         for name in rows:
             cached = self.cached_scores(name)
             scores[name] = None if None in cached else cached
-        self.w.table.set_scores(list(rows), scores, self.n_frames(), gt is not None,
-                                self._errors_on)
+        args = (list(rows), scores, self.n_frames(), gt is not None, set(self._errors_on))
+        if args == self._table_args:  # rebuilding the table costs ~50 ms: only on change
+            return
+        self._table_args = args
+        self.w.table.set_scores(*args)
 
     # ------------------------------------------------------------------ spectrum
 
