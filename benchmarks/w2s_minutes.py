@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def main() -> None:
     ap.add_argument("--train-fields", type=int, default=0, help="0 = all")
     ap.add_argument("--patches-per-image", type=int, default=32)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--models", type=Path, default=None,
+                    help="where to keep the trained models (default: a temporary folder)")
     args = ap.parse_args()
     budgets, presets, c = args.minutes or [2.0, 4.0], args.preset or ["study", "fast"], args.channel
     low, high = load(args.data / f"train_ch{c}_low.tif"), load(args.data / f"train_ch{c}_high.tif")
@@ -66,6 +69,7 @@ def main() -> None:
     t = time.perf_counter()
     patches = make_patches(low, high, 64, args.patches_per_image, seed=0)
     print(f"{patches} in {time.perf_counter() - t:.1f} s", flush=True)
+    models_dir = args.models or Path(tempfile.mkdtemp(prefix="w2s_minutes_"))
     results: dict = {"Input": {"psnr": float(np.mean([s.psnr for s in
                                                        score_stack(val_low, val_high)])),
                                "ssim": float(np.mean([s.ssim for s in
@@ -76,7 +80,7 @@ def main() -> None:
                                      epochs=10_000, steps_per_epoch=50,
                                      patches_per_image=args.patches_per_image)
             t = time.perf_counter()
-            done = run_training(patches, cfg, args.out / "models_minutes")
+            done = run_training(patches, cfg, models_dir)
             train_s = time.perf_counter() - t
             model = RestorationModel(done.model_dir)
             scores = score_stack(model.restore(val_low).image, val_high)
