@@ -24,12 +24,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from napari_care_losses.baselines import Baseline  # noqa: E402
 from napari_care_losses.config import TrainConfig  # noqa: E402
 from napari_care_losses.data import FrameStack, make_patches  # noqa: E402
 from napari_care_losses.losses import LossSpec  # noqa: E402
 from napari_care_losses.metrics import score_stack  # noqa: E402
-from napari_care_losses.predict import load_model  # noqa: E402
+from napari_care_losses.restore_engine import (  # noqa: E402
+    Calibration,
+    MethodSpec,
+    restore_all_or_raise,
+)
 from napari_care_losses.score_tables import to_markdown  # noqa: E402
 from napari_care_losses.training import run_training  # noqa: E402
 
@@ -57,24 +60,27 @@ def main() -> None:
     print(f"{patches} from {train_low.name} in {time.perf_counter() - t0:.1f} s", flush=True)
     base_cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps,
                            unet_n_first=args.unet_first, unet_kern_size=args.unet_kernel)
-    methods: dict[str, np.ndarray] = {"Input": val_low.astype(np.float32)}
-    runs = {}
+    runs, specs = {}, []
     for name in losses:
         cfg = replace(base_cfg, loss=LossSpec.create(name))
         t = time.perf_counter()
         done = run_training(patches, cfg, args.out / "models")
         train_s = time.perf_counter() - t
-        model = load_model(done.model_dir)
-        methods[model.label] = model.restore(val_low).image
-        runs[model.label] = {"model_dir": str(done.model_dir), "train_seconds": train_s,
-                             "best_val_loss": done.best_val_loss}
+        specs.append(MethodSpec.for_model(done.model_dir))
+        runs[specs[-1].short] = {"model_dir": str(done.model_dir), "train_seconds": train_s,
+                                 "best_val_loss": done.best_val_loss}
         print(f"{name}: trained in {train_s:.0f} s, best val loss {done.best_val_loss:.4f}",
               flush=True)
-    for name in ("gaussian", "tv", "nlm"):
-        base = Baseline.calibrated(name, train_low, train_high, frames=[0, 20, 40])
-        methods[base.label] = base.restore(val_low)
-        runs[base.label] = {"factor": base.factor}
-    scores = {m: score_stack(img, val_high) for m, img in methods.items()}
+    specs += [MethodSpec.for_baseline(name) for name in ("gaussian", "tv", "nlm")]
+    calibration = Calibration(train_low, train_high, (0, 20, 40), "training fields")
+    results = restore_all_or_raise(specs, val_low, val_high, calibration=calibration,
+                                   log=lambda m: print(m, flush=True))
+    scores = {"Input": score_stack(val_low, val_high)}
+    for spec in specs:
+        res = results[spec.name]
+        scores[spec.short] = res.scores
+        if res.factor is not None:
+            runs[spec.short] = {"factor": res.factor}
     table = to_markdown(scores)
     print(f"\nW2S val_ch{c} ({len(val_high)} fields), CARE-style PSNR/SSIM\n\n{table}")
     args.out.mkdir(parents=True, exist_ok=True)

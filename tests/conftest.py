@@ -32,6 +32,9 @@ def _start_xvfb() -> None:
 
 _start_xvfb()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# bioimageio.core reads KERAS_BACKEND once (default torch) and writes it back to the
+# environment, which child processes inherit: this project's Keras runs on TensorFlow
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -50,6 +53,13 @@ def tiny_config(loss: str = "mae", **overrides) -> TrainConfig:
     settings.update(overrides)
     return TrainConfig(loss=LossSpec.create(loss, patch_size=settings["patch_size"]),
                        **settings)
+
+
+@pytest.fixture(autouse=True)
+def own_models_home(tmp_path_factory, monkeypatch):
+    """Each test gets its own napari-care-losses home (remembered models folder and
+    settings): the docks list the models found there when they open."""
+    monkeypatch.setenv("NAPARI_CARE_LOSSES_HOME", str(tmp_path_factory.mktemp("home")))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from napari_care_losses.config import TrainConfig
 from napari_care_losses.experiments import SpecError, jobs, load_spec, parse_spec, runner
 from napari_care_losses.experiments import cli as exp_cli
 from napari_care_losses.experiments import tables as tab
+from napari_care_losses.experiments import verdicts as ver
 from napari_care_losses.experiments.report import build_report, markdown_to_html
 from napari_care_losses.experiments.spec import find_example, resolve_path
 from napari_care_losses.metrics import score
@@ -114,6 +116,11 @@ def _mutate(path: str, value):
     ("datasets", KeyError, "datasets: missing (required)"),
     ("patch_sizes", [15], "patch_sizes[0]: expected an integer >= 16, got 15"),
     ("seeds", "zero", "seeds: expected a non-empty list of integers"),
+    ("seeds", 0, "seeds: expected a number of seeds >= 1 (3 = seeds 0, 1, 2)"),
+    ("seeds", [0, -1], "seeds[1]: not a valid seed: -1 is below the minimum 0"),
+    ("seeds", [1, True], "seeds[1]: not a valid seed: expected a number, got True"),
+    ("seeds", [2, 2], "seeds: duplicate values"),
+    ("budgets.tiny.seeds", [], "budgets.tiny.seeds: expected a non-empty list of integers"),
     ("budgets.tiny.training.epochz", 3, "budgets.tiny.training.epochz: unknown key"),
     ("budgets.tiny.training.epochs", 0, "budgets.tiny.training: invalid training settings"),
     ("budgets.tiny.methods", ["laplace", "xyz"],
@@ -167,6 +174,80 @@ def test_budget_restrictions():
     assert grid.reference is None  # laplace is not part of this budget
     with pytest.raises(SpecError, match="no budget 'big'"):
         parse_spec(raw).grid("big")
+
+
+def test_seeds_setting_count_or_list():
+    assert parse_spec(base_raw()).seeds == (0,)  # default: one seed, as before
+    for value, seeds in ((3, (0, 1, 2)), (1, (0,)), ([0], (0,)), ([4, 7], (4, 7))):
+        raw = base_raw()
+        raw["seeds"] = value
+        assert parse_spec(raw).seeds == seeds, value
+    raw = base_raw()
+    raw["seeds"] = 3
+    raw["budgets"]["few"] = {"training": dict(TINY_TRAINING), "seeds": 2}
+    raw["budgets"]["one"] = {"training": dict(TINY_TRAINING), "seeds": [5]}
+    spec = parse_spec(raw)
+    assert spec.grid("tiny").seeds == (0, 1, 2) and spec.grid("few").seeds == (0, 1)
+    assert spec.grid("one").seeds == (5,)
+    for name in ("w2s_mismatch", "w2s_full"):  # the examples train 3 seeds per loss
+        spec = load_spec(name, {"data_root": "/nonexistent"}, check_files=False)
+        assert spec.seeds == (0, 1, 2)
+        assert spec.grid("tiny").seeds == (0,)  # the smoke test stays cheap
+    full = runner.plan(load_spec("w2s_mismatch").grid("full"), "/tmp/unused")
+    assert len(full.train_jobs) == 72  # 3 channels x 8 losses x 3 seeds
+
+
+def _model_key(grid, dataset, method, ps, seed) -> str:
+    """The model key's documented payload (pins its format, not TrainConfig's fields)."""
+    cfg = grid.train_config(method, ps, seed)
+    ds = grid.datasets[dataset]
+    return jobs.make_key({"train": dataset, "data": [ds.train.low, ds.train.high],
+                          "loss": cfg.loss.to_dict(), "patch_size": ps, "seed": seed,
+                          "budget": grid.budget.name, "config": cfg.to_dict()})
+
+
+def test_job_keys_per_seed_and_unchanged_without_seeds(tmp_path):
+    def plan_of(seeds):
+        raw = base_raw()
+        if seeds is not None:
+            raw["seeds"] = seeds
+        return runner.plan(parse_spec(raw).grid(), tmp_path / "out")
+
+    old = plan_of(None)
+    # a seed-less file: the keys and file names of the results folders written before seeds
+    # could vary (these keys do not depend on TrainConfig's fields, so they are pinned)
+    by_file = {j.scores_file: j.key for j in old.score_jobs}
+    assert by_file["scores/ch0__ch0/input.json"] == "6bb283de6d0c"
+    assert by_file["scores/ch0__ch0/tv.json"] == "9f3ccd37cb0c"
+    assert by_file["scores/ch0__ch1/tv.json"] == "284fdd11eb87"
+    assert sorted(by_file) == sorted(f"scores/{e}/{m}.json" for e in ("ch0__ch0", "ch0__ch1")
+                                     for m in ("input", "tv", "laplace", "fft", "bandpass"))
+    grid = parse_spec(base_raw()).grid()
+    for j, m in zip(old.train_jobs, [m for m in grid.methods if m.learned], strict=True):
+        key = _model_key(grid, "ch0", m, 32, 0)
+        assert j.key == key and j.model_dir == f"models/ch0__{m.id}__p32_s0__tiny__{key[:8]}"
+    for same in (1, [0]):  # `seeds: 1` and `seeds: [0]` are the seed-less file
+        p = plan_of(same)
+        assert [j.key for j in p.train_jobs] == [j.key for j in old.train_jobs]
+        assert [j.key for j in p.score_jobs] == [j.key for j in old.score_jobs]
+
+    p = plan_of(3)
+    assert len(p.train_jobs) == 9 and len({j.key for j in p.train_jobs}) == 9
+    assert len({j.model_dir for j in p.train_jobs}) == 9
+    for seed in (0, 1, 2):
+        mine = [j for j in p.train_jobs if f"_s{seed}__" in j.model_dir]
+        assert len(mine) == 3 and all(j.config["seed"] == seed for j in mine)
+    # seed 0's models are the seed-less file's: an old results folder trains only seeds 1, 2
+    assert {j.key for j in old.train_jobs} < {j.key for j in p.train_jobs}
+    model_scores = [j for j in p.score_jobs if j.kind == "model"]
+    assert len(model_scores) == 2 * 3 * 3  # experiments x losses x seeds: one job per model
+    assert len({j.key for j in p.score_jobs}) == len(p.score_jobs) == 18 + 4
+    assert "scores/ch0__ch1/fft__p32_s2.json" in {j.scores_file for j in model_scores}
+    assert {j.model_key for j in model_scores} == {j.key for j in p.train_jobs}
+    assert [(c["id"], c["seed"]) for c in p.cases[:3]] == [
+        ("ch0__ch0__p32_s0", 0), ("ch0__ch0__p32_s1", 1), ("ch0__ch0__p32_s2", 2)]
+    groups = ver.case_groups(p.to_dict())
+    assert [(g["id"], len(g["cases"])) for g in groups] == [("ch0__ch0", 3), ("ch0__ch1", 3)]
 
 
 def test_job_keys_follow_the_resolved_data(tmp_path):
@@ -282,6 +363,74 @@ def test_ttest_degenerate_cases():
     assert tab.ttests(s, "Missing") == []
 
 
+def _seed_runs(base, offsets, rng, noise=0.05):
+    """One run per seed: ``base`` shifted by the model's offset plus a little image noise."""
+    n = len(base)
+    return {seed: {"psnr": list(base + o + rng.normal(0, noise, n)),
+                   "ssim": list(0.8 + o / 30 + rng.normal(0, 0.002, n))}
+            for seed, o in enumerate(offsets)}
+
+
+def test_verdicts_see_training_noise():
+    from scipy.stats import ttest_1samp, ttest_ind
+
+    rng = np.random.default_rng(0)
+    base = 30 + rng.normal(0, 1.5, 20)  # images differ a lot, models by a few tenths of a dB
+    scores = {"Input": {None: {"psnr": list(base - 10), "ssim": [0.3] * 20}},
+              "Laplace": _seed_runs(base, [0.0, 0.3, -0.2], rng),
+              "MAE": _seed_runs(base, [0.35, 0.1, 0.45], rng),  # within the seed noise
+              "FFT": _seed_runs(base, [1.2, 1.3, 1.1], rng),  # large and consistent
+              "TV": {None: {"psnr": list(base - 1), "ssim": [0.75] * 20}}}
+    rows = {r["method"]: r for r in ver.compare(scores, "Laplace")}
+    assert set(rows) == {"Input", "MAE", "FFT", "TV"}
+    mae, fft, tv = rows["MAE"], rows["FFT"], rows["TV"]
+    # (a) the per-image paired t-test calls MAE better; (b) sees the seed spread
+    assert mae["psnr_image_result"] == "better" and mae["psnr_image_p"] < 1e-6
+    assert mae["psnr_seed_result"] == ver.NO_DIFFERENCE
+    assert fft["psnr_image_result"] == "better" and fft["psnr_seed_result"] == "better"
+    assert fft["ssim_seed_result"] == "better" and tv["psnr_seed_result"] == "worse"
+    assert (mae["n"], mae["seeds"], mae["ref_seeds"], tv["seeds"]) == (20, 3, 3, 0)
+
+    def seed_means(label, m):
+        return [np.mean(v[m]) for v in scores[label].values()]
+
+    lap = seed_means("Laplace", "psnr")
+    welch = ttest_ind(seed_means("MAE", "psnr"), lap, equal_var=False)
+    assert mae["psnr_seed_p"] == pytest.approx(welch.pvalue)
+    assert mae["psnr_seed_t"] == pytest.approx(welch.statistic)
+    assert mae["psnr_diff"] == pytest.approx(np.mean(seed_means("MAE", "psnr")) - np.mean(lap))
+    assert mae["psnr_se"] == pytest.approx(np.sqrt(np.var(seed_means("MAE", "psnr"), ddof=1) / 3
+                                                   + np.var(lap, ddof=1) / 3))
+    assert mae["psnr_ref_sd"] == pytest.approx(np.std(lap, ddof=1))
+    per_image = [np.mean([v["psnr"][i] for v in scores[k].values()]) for k in ("MAE", "Laplace")
+                 for i in range(20)]
+    assert mae["psnr_image_p"] == pytest.approx(ttest_rel(per_image[:20], per_image[20:]).pvalue)
+    assert tv["psnr_seed_p"] == pytest.approx(ttest_1samp(lap, np.mean(base - 1)).pvalue)
+    assert tv["psnr_sd"] == 0.0 and tv["psnr_se"] == pytest.approx(np.std(lap, ddof=1) / 3**.5)
+
+    md = ver.verdict_markdown(list(rows.values()), "Laplace")
+    assert "| MAE | 3 | +0.24 | 2.35e-15 | better | 0.18 | 0.252 | **no difference** |" in md
+    assert "| TV | fixed |" in md and "Laplace seed SD |" in md
+    summary = ver.summary_markdown({"ch0 → ch0": list(rows.values())}, "psnr",
+                                   ["Laplace", "MAE", "FFT", "TV"], "Laplace")
+    assert "| ch0 → ch0 | 0.26 | +0.24 ± 0.18 · / ▲ | +1.16 ± 0.16 ▲ / ▲ |" in summary
+    header = ver.VERDICT_HEADER
+    assert ver.verdict_rows([mae])[0][header.index("seed_result (PSNR)")] == ver.NO_DIFFERENCE
+
+    # fewer than 2 seeds: (a) as the study, (b) says so instead of a verdict
+    one = {k: ({0: v[0]} if None not in v else v) for k, v in scores.items()}
+    rows1 = {r["method"]: r for r in ver.compare(one, "Laplace")}
+    assert all(r["psnr_seed_result"] == ver.NEEDS_SEEDS for r in rows1.values())
+    assert rows1["MAE"]["psnr_image_result"] == "better"
+    single = tab.ttests({k: v[0] if 0 in v else v[None] for k, v in one.items()}, "Laplace")
+    for r in single:  # with one seed, (a) is exactly the per-case t-test
+        assert rows1[r["method"]]["psnr_image_p"] == pytest.approx(r["psnr_p"])
+    assert ver.seed_test([1.0, 2.0], [1.5, 1.5])["result"] == ver.NO_DIFFERENCE
+    assert ver.seed_test([1.0], [1.0], True, True)["result"] == "n/a"
+    assert ver.seed_test([1.0, 1.0], [0.0, 0.0])["result"] == "n/a"  # no spread at all
+    assert ver.compare(scores, "Missing") == []
+
+
 def test_markdown_to_html():
     text = ("# Title\n\nSome **bold** and `code` <x>.\n\n| a | b |\n| --- | ---: |\n"
             "| 1 | **2** |\n\n![fig](figures/x.png)\n\n- item\n\n```yaml\nk: <v>\n```\n")
@@ -314,7 +463,9 @@ class FakeJobs:
             from napari_care_losses.metrics import score_stack
 
             run = jobs.model_run_id(Path(job.outdir) / job.model_dir)
-            blurred = gaussian_filter(low.astype(np.float32), (0, 1, 1))
+            seed = int(re.search(r"_s(\d+)__", job.model_dir).group(1))
+            sigma = 1 + 0.1 * seed  # seed 0: sigma 1, as before seeds were varied
+            blurred = gaussian_filter(low.astype(np.float32), (0, sigma, sigma))
             return (blurred, score_stack(blurred, high),
                     {"model_dir": job.model_dir, "model_run": run})
 
@@ -433,6 +584,36 @@ def test_report_from_fake_results(tmp_path, monkeypatch):
     assert "| learning_rate | 0.0004 |" in md  # settings the budget left at their default
     html = (out / "report.html").read_text()
     assert '<img src="figures/ch0__ch0_spectra.png"' in html
+    assert "## Verdicts against Laplace" in md and ver.NEEDS_SEEDS in md  # one seed
+    assert (out / "tables" / "ch0__ch1_verdict.csv").is_file()
+
+
+def test_report_with_seeds(tmp_path, monkeypatch):
+    """Two seeds per loss: one table per model, one verdict table per experiment."""
+    fake = FakeJobs(monkeypatch)
+    raw = base_raw()
+    raw["seeds"] = 2
+    out = tmp_path / "res"
+    s = runner.run_experiment(parse_spec(raw), out, log=lambda _: None, report=False)
+    assert (s.trained, s.scored) == (6, 16) and len(set(fake.trained)) == 6
+    build_report(out, log=lambda _: None, figures=False)
+    md = (out / "report.md").read_text()
+    for seed in (0, 1):  # per-image scores are kept per seed
+        assert (out / "tables" / f"ch0__ch1__p32_s{seed}_psnr.csv").is_file()
+        assert f"### ch0 → ch1 (mismatch, patch 32, seed {seed})" in md
+    with (out / "tables" / "ch0__ch1_verdict.csv").open() as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"Input", "FFT", "BP", "TV"}
+    # the fake models of one seed restore alike, whatever the loss: no difference to Laplace
+    assert rows["FFT"]["seeds"] == "2" and rows["TV"]["seeds"] == "0"
+    assert rows["FFT"]["seed_result (PSNR)"] == ver.NO_DIFFERENCE
+    assert float(rows["FFT"]["diff (PSNR)"]) == pytest.approx(0, abs=1e-9)
+    assert float(rows["FFT"]["ref_sd (PSNR)"]) > 0  # the two seeds' models differ
+    assert "**Verdicts against Laplace** (2 seeds per loss" in md
+    assert "| ch0 → ch0 | 18.25 | 27.72 ± 0.44 |" in md  # mean over seeds ± seed SD
+    assert "### ch0 → ch0\n" in md and (out / "tables" / "verdict_ssim.md").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["method"] for r in summary["verdicts"]["ch0 → ch1"]} == set(rows)
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -39,6 +39,8 @@ def ensure_tensorflow() -> None:
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
     with _lock:
+        if "keras" not in sys.modules:  # CSBDeep needs Keras on TensorFlow; some packages
+            os.environ["KERAS_BACKEND"] = "tensorflow"  # (bioimageio.core) ask for torch
         deepbind = getattr(os, "RTLD_DEEPBIND", 0)
         can_set = bool(deepbind and hasattr(sys, "setdlopenflags")
                        and "tensorflow" not in sys.modules and _system_llvm_loaded())

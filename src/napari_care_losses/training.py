@@ -3,12 +3,22 @@
 The CLI prints the events, tests collect them and the napari widget runs the same generator
 in a ``thread_worker``. Stopping is a flag checked after every batch; the best weights (on
 validation loss) are always kept and the model folder stays loadable.
+
+Weights are written under a temporary name and renamed, so a full disk (or a killed run)
+never leaves a truncated ``weights_best.h5`` that looks valid; a failed save ends the run
+with one :class:`Failed` event naming the model folder. Once a model is done, the graph
+state TensorFlow would keep for it forever is released (see :func:`_release_graphs`), so
+training many models in one process does not grow its memory.
 """
 
 from __future__ import annotations
 
+import errno
+import gc
 import math
+import os
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -22,7 +32,7 @@ import numpy as np
 from .care_model import build_care
 from .config import TrainConfig, versions
 from .data import PatchData
-from .model_folder import write_meta
+from .model_folder import META_FILE, write_meta
 
 # ----------------------------------------------------------------------------- events
 
@@ -287,9 +297,13 @@ def train(
         model_dir.parent.mkdir(parents=True, exist_ok=True)
         model = build_care(cfg, model_dir.name, model_dir.parent)
         info["precision_used"] = model.precision
+        _atomic_weight_saves(model.keras_model)
         write_meta(model_dir, _meta(cfg, patches, "training", **info))
     except Exception as exc:
-        yield Failed(str(exc), None, traceback.format_exc())
+        if isinstance(exc, OSError):
+            yield Failed(_os_error_message(model_dir, "creating it", exc), None)
+        else:
+            yield Failed(str(exc), None, traceback.format_exc())
         return
 
     events: queue.Queue = queue.Queue()
@@ -317,10 +331,13 @@ def train(
         except BaseException as exc:  # noqa: BLE001 - reported as a Failed event
             outcome["error"] = (exc, traceback.format_exc())
         finally:
-            _save_weights(model)
+            save_error = _save_weights(model)
+            if save_error is not None and "error" not in outcome:
+                outcome["error"] = (save_error, "")
             events.put(None)
 
     thread = threading.Thread(target=work, name=f"care-train-{model_dir.name}", daemon=True)
+    _training_started()
     thread.start()
     try:
         while (event := events.get()) is not None:
@@ -329,16 +346,34 @@ def train(
         if thread.is_alive():
             stop.set()
         thread.join()
-        final = _conclude(model_dir, cfg, patches, outcome, callback, info)
+        try:
+            final = _conclude(model_dir, cfg, patches, outcome, callback, info)
+        finally:  # the model is saved: let it go, with the graph state TensorFlow keeps
+            model = callback = thread = None
+            _training_ended()
     yield final
 
 
 def _conclude(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: dict,
               callback, info: dict) -> Finished | Failed:
-    """Write the final metadata and build the last event."""
+    """Write the final metadata and build the last event (a failure to write the metadata,
+    e.g. a full disk, is a :class:`Failed` naming the folder, which then keeps the status
+    ``training``: incomplete for every reader)."""
+    try:
+        return _conclude_meta(model_dir, cfg, patches, outcome, callback, info)
+    except OSError as exc:
+        return Failed(_os_error_message(model_dir, f"writing {META_FILE}", exc), model_dir)
+
+
+def _conclude_meta(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: dict,
+                   callback, info: dict) -> Finished | Failed:
     history, stopped = outcome.get("history", {}), callback.stopped
     if "error" in outcome:
         exc, details = outcome["error"]
+        if isinstance(exc, OSError):  # saving weights (our save or CSBDeep's checkpoint)
+            msg = _os_error_message(model_dir, "saving weights", exc)
+            write_meta(model_dir, _meta(cfg, patches, "failed", error=msg, **info))
+            return Failed(msg, model_dir)
         write_meta(model_dir, _meta(cfg, patches, "failed", error=str(exc), **info))
         return Failed(f"training {cfg.loss.name.value} failed: {exc}", model_dir, details)
     if callback.nonfinite is not None:  # CSBDeep's TerminateOnNaN ended it
@@ -357,8 +392,12 @@ def _conclude(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: di
     return Finished(model_dir, stopped, len(history.get("loss", [])), best, history)
 
 
-def _save_weights(model) -> None:
-    """Keep the best weights; if none were checkpointed yet, keep the last ones as best."""
+def _save_weights(model) -> OSError | None:
+    """Keep the best weights; if none were checkpointed yet, keep the last ones as best.
+
+    Returns the error of a failed save (a full disk, …) instead of raising: saving must never
+    mask the training outcome, and the caller reports it as one line.
+    """
     logdir = Path(model.logdir)
     try:
         model.keras_model.save_weights(str(logdir / "weights_last.h5"))
@@ -367,8 +406,122 @@ def _save_weights(model) -> None:
             model.keras_model.save_weights(str(best))
         else:
             model.load_weights("weights_best.h5")
-    except Exception:  # noqa: BLE001 - saving must never mask the training outcome
-        traceback.print_exc()
+    except OSError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - h5py/Keras wrap some I/O errors
+        return OSError(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+#: How a weights file is written before it is renamed into place (Keras wants ``.h5``).
+_PARTIAL_SUFFIX = ".saving.h5"
+
+
+def _atomic_weight_saves(net) -> None:
+    """Make every ``save_weights`` of ``net`` (ours and CSBDeep's ``ModelCheckpoint``) write
+    a temporary file and rename it: a failed or interrupted save leaves the previous file
+    (or none), never a truncated one, and no temporary file."""
+    save = net.save_weights
+
+    def save_weights(filepath, *args, **kwargs):
+        path = Path(filepath)
+        tmp = path.with_name(path.stem + _PARTIAL_SUFFIX)
+        try:
+            save(str(tmp), *args, **kwargs)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    object.__setattr__(net, "save_weights", save_weights)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left" in text or "errno = 28" in text or "Disk quota" in text
+
+
+def _os_error_message(model_dir: Path, what: str, exc: BaseException) -> str:
+    """One line naming the model folder: "model folder X: disk full while saving weights …"."""
+    reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
+    reason = " ".join(reason.split()) or type(exc).__name__
+    prefix = f"model folder {model_dir}: "
+    if reason.startswith(prefix):
+        reason = reason[len(prefix):]
+    if _disk_full(exc):
+        return (f"{prefix}disk full while {what} ({reason}); free some space and train "
+                "again")
+    return f"{prefix}cannot finish {what} ({reason})"
+
+
+# ----------------------------------------------------------------------------- memory
+
+#: Trainings running in this process, and the gradient registrations that predate them.
+_RUNNING: dict = {"count": 0, "baseline": frozenset()}
+_RUNNING_LOCK = threading.Lock()
+
+
+def _gradient_registry() -> dict | None:
+    """TensorFlow's global gradient registry (private API: None if it moved)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    try:
+        from tensorflow.python.framework import ops
+
+        registry = ops._gradient_registry._registry
+    except Exception:  # noqa: BLE001 - a TensorFlow without it: nothing to release
+        return None
+    return registry if isinstance(registry, dict) else None
+
+
+def _training_started() -> None:
+    with _RUNNING_LOCK:
+        if _RUNNING["count"] == 0:
+            _RUNNING["baseline"] = frozenset(_gradient_registry() or ())
+        _RUNNING["count"] += 1
+
+
+def _training_ended() -> None:
+    """When the last running training of this process ends, release its graphs."""
+    with _RUNNING_LOCK:
+        _RUNNING["count"] -= 1
+        if _RUNNING["count"] == 0:
+            _release_graphs(_RUNNING["baseline"])
+
+
+def _release_graphs(baseline: frozenset) -> None:
+    """Free what TensorFlow keeps of finished models' training graphs.
+
+    Keras' optimizer sums gradients with the default strategy's ``all_reduce``, which wraps
+    them in a ``tf.custom_gradient``: every traced training function registers a
+    ``CustomGradient-N`` in TensorFlow's global gradient registry, whose closure holds the
+    whole training ``FuncGraph`` (its functions and constants) forever — 20-35 MB per model
+    (TensorFlow issues 27492 and 97697). ``keras.utils.clear_session`` does not remove them.
+    Those entries are only needed while a graph is being differentiated, i.e. while it is
+    traced: once no training runs here, the ones registered since the first of them started
+    go, then the garbage is collected and freed heap given back to the system.
+    """
+    registry = _gradient_registry()
+    if registry is not None:
+        for key in [k for k in list(registry) if isinstance(k, str)
+                    and k.startswith("CustomGradient-") and k not in baseline]:
+            registry.pop(key, None)
+    gc.collect()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Give freed heap back to the system (glibc keeps it otherwise; RSS would not drop)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, …)
+        pass
 
 
 def run_training(patches: PatchData, cfg: TrainConfig, outdir: str | Path,

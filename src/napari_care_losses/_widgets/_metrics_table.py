@@ -54,6 +54,7 @@ class MetricsTable(QTableWidget):
         self._methods, self._scores = list(methods), dict(scores)
         self._n_frames, self._has_gt = int(n_frames), bool(has_gt)
         self._filling = True
+        self.setUpdatesEnabled(False)  # one repaint for the whole fill
         try:
             self.clearSpans()
             headers = ["Method", "Error map"]
@@ -87,15 +88,15 @@ class MetricsTable(QTableWidget):
                     self.setItem(row, col, item)
             if has_gt:
                 self._mark_best()
-            header = self.horizontalHeader()
-            header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-            # long model names are elided in the middle (full name in the tooltip) so the
-            # mean columns stay in view
-            header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-            self.resizeColumnToContents(0)
+            # sized once per fill (a ResizeToContents mode re-measures every cell on every
+            # change); long model names are elided in the middle (full name in the tooltip)
+            # so the mean columns stay in view
+            self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+            self.resizeColumnsToContents()
             self.setColumnWidth(0, min(self.columnWidth(0), METHOD_COLUMN_MAX))
         finally:
             self._filling = False
+            self.setUpdatesEnabled(True)
 
     def _row_values(self, name: str) -> list[float | None]:
         """``[psnr_mean, ssim_mean, psnr_t0, ssim_t0, ...]`` (None where not computed)."""

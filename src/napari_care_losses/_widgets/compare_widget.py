@@ -172,6 +172,9 @@ class CompareWidget(CompareRuns, QWidget):
     # ------------------------------------------------------------------ choices
 
     def _refresh_layer_choices(self, event=None) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None and L.role(layer) is not None:
+            return  # our own result layers are never offered: nothing to refresh
         layers = L.image_layers(self.viewer)
         names = [lyr.name for lyr in layers]
         keep = (self.input_combo.currentText(), self.gt_combo.currentText())

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import figures as figs
 from . import tables as tab
+from . import verdicts as ver
 from .jobs import atomic_write_text, read_scores
 from .runner import PLAN_FILE
 from .spec import resolve_path
@@ -134,6 +135,12 @@ def build_report(outdir: str | Path, log: Callable[[str], None] = print,
             text = _write_table(outdir, f"mean_{metric}", ["experiment", *labels], rows,
                                 2 if metric == "psnr" else 4, bold_max_row=None)
             md += [f"**Mean {tab.METRIC_LABELS[metric]} per experiment**", "", text]
+    if len(plan.get("seeds", [])) > 1:
+        for metric in tab.METRICS:
+            text = ver.seed_means_markdown(outdir, plan, metric, labels)
+            atomic_write_text(outdir / "tables" / f"seed_mean_{metric}.md", text)
+            md += [f"**Mean {tab.METRIC_LABELS[metric]} over seeds** (mean of each model's "
+                   "mean over the test images ± the SD between seeds)", "", text]
     for metric, unit in (("psnr", "dB"), ("ssim", "")):
         header, rows = tab.gain_rows(all_gains, metric, methods)
         if len(rows) > 1:
@@ -142,6 +149,8 @@ def build_report(outdir: str | Path, log: Callable[[str], None] = print,
             md += [f"**Average gain over the input, Δ{metric.upper()}"
                    f"{' (' + unit + ')' if unit else ''}** (mean over images of method − "
                    "input; last row: mean over experiments)", "", text]
+    v_summary, v_detail, summary["verdicts"] = ver.report_section(outdir, plan, ref, methods)
+    md += [*v_summary, *v_detail]
     md += ["## Experiments", "", *body]
     md += _training_section(outdir, models, figures)
     md += _config_section(outdir, plan)

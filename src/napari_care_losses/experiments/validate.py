@@ -12,7 +12,7 @@ from typing import Any
 from ..baselines import BASELINE_LABELS, parse_baseline
 from ..config import TrainConfig
 from ..losses import LOSS_LABELS, LossSpec, parse_loss_name
-from ..settings import problems
+from ..settings import BY_NAME, problems
 from .spec import (
     BUDGET_KEYS,
     ID_PATTERN,
@@ -66,6 +66,30 @@ class Validator:
             self.err(key, "duplicate values")
         return tuple(out)
 
+    def seed_list(self, value, key) -> tuple[int, ...] | None:
+        """``seeds``: a count N (seeds 0 .. N-1) or a list of seeds (the ``seed`` record's
+        range). One seed, ``[0]``, is the default and today's behaviour."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                self.err(key, f"expected a number of seeds >= 1 (3 = seeds 0, 1, 2) or a list "
+                              f"of seeds, got {value!r}")
+                return None
+            value = list(range(value))
+        if not isinstance(value, list) or not value:
+            self.err(key, "expected a non-empty list of integers (the seeds) or a number of "
+                          f"seeds (3 = seeds 0, 1, 2), got {value!r}")
+            return None
+        out = []
+        for i, x in enumerate(value):
+            why = BY_NAME["seed"].problem(x)
+            if why:
+                self.err(f"{key}[{i}]", f"not a valid seed: {why}")
+            else:
+                out.append(int(x))
+        if len(set(out)) != len(out):
+            self.err(key, "duplicate values")
+        return tuple(out)
+
     def name_list(self, value, key, known, what) -> tuple[str, ...] | None:
         if not isinstance(value, list) or not value:
             self.err(key, f"expected a non-empty list of {what} names")
@@ -96,7 +120,7 @@ class Validator:
         methods = self.methods(raw.get("methods") or [])
         method_ids = [m.id for m in methods]
         patch_sizes = self.int_list(raw.get("patch_sizes", [64]), "patch_sizes", 16) or ()
-        seeds = self.int_list(raw.get("seeds", [0]), "seeds", 0) or ()
+        seeds = self.seed_list(raw.get("seeds", 1), "seeds") or ()
         experiments = self.experiments(raw.get("experiments") or [], datasets)
         budgets = {}
         for bname, braw in self.mapping(raw.get("budgets") or {}, "budgets").items():
@@ -287,7 +311,7 @@ class Validator:
         if "patch_sizes" in raw:
             kw["patch_sizes"] = self.int_list(raw["patch_sizes"], f"{key}.patch_sizes", 16)
         if "seeds" in raw:
-            kw["seeds"] = self.int_list(raw["seeds"], f"{key}.seeds", 0)
+            kw["seeds"] = self.seed_list(raw["seeds"], f"{key}.seeds")
         for k, lo in (("test_images", 1), ("calibration_frames", 1)):
             x = raw.get(k)
             if x is not None and (not isinstance(x, int) or isinstance(x, bool) or x < lo):
