@@ -3,8 +3,9 @@
 The package holds the network as a ``.keras`` file that loads with plain Keras 3 (CSBDeep's
 ``Lambda`` layer is replaced by a built-in ``Rescaling`` layer, and a Laplace network's
 concatenated output is split into two outputs, ``mean`` and ``scale``), an ``rdf.yaml`` built
-with :mod:`bioimageio.spec`, test tensors, a cover image and documentation. Our own
-``care_losses.json`` and CSBDeep's ``config.json`` travel as attachments, so
+with :mod:`bioimageio.spec`, test tensors, a cover image and documentation (those two and
+the citations come from :mod:`.bioimageio_docs`). Our own ``care_losses.json`` and CSBDeep's
+``config.json`` travel as attachments, so
 :func:`napari_care_losses.bioimageio_import.resolve_model_source` can turn the package back
 into an ordinary model folder. TensorFlow and bioimageio are imported only inside functions.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .bioimageio_docs import CARE_CITE, LOSS_CITES, cover_image, documentation
 from .model_folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder
 
 #: Marker in the package's ``config`` that says the package is ours.
@@ -33,16 +35,6 @@ WEIGHTS_FILE = "weights.keras"
 DEFAULT_AUTHOR = "napari-care-losses user"
 LICENSES = ("BSD-3-Clause", "CC-BY-4.0", "MIT", "Apache-2.0", "CC0-1.0")
 CROP = 256  # test tensor side (pixels), at most
-
-CARE_CITE = ("Weigert et al., Content-aware image restoration: pushing the limits of "
-             "fluorescence microscopy, Nature Methods 2018", "10.1038/s41592-018-0216-7")
-LOSS_CITES = {
-    "laplace": CARE_CITE,
-    "ssim": ("Wang et al., Image quality assessment: from error visibility to structural "
-             "similarity, IEEE TIP 2004", "10.1109/TIP.2003.819861"),
-    "msssim_l1": ("Zhao et al., Loss functions for image restoration with neural networks, "
-                  "IEEE TCI 2017", "10.1109/TCI.2016.2644865"),
-}
 
 
 class ExportError(ValueError):
@@ -155,83 +147,6 @@ def _percentiles(img: np.ndarray, pmin: float, pmax: float) -> tuple[float, floa
     return float(np.float32(mi)), float(np.float32(ma))
 
 
-def _cover(path: Path, low, restored, high, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    panels = [("input", low), ("restoration", restored)]
-    if high is not None:
-        panels.append(("ground truth", high))
-    fig = Figure(figsize=(3 * len(panels) if len(panels) == 2 else 8, 4), dpi=80)
-    for i, (name, img) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        lo, hi = np.percentile(img, [1, 99.8])
-        ax.imshow(img, cmap="magma", vmin=lo, vmax=hi if hi > lo else lo + 1)
-        ax.set_title(name)
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.savefig(path)
-
-
-# ---------------------------------------------------------------------------- docs
-
-def _documentation(folder: ModelFolder, test_source: str, probabilistic: bool) -> str:
-    cfg = folder.config
-    meta = folder.meta
-    settings = cfg.to_dict()
-    loss = settings.pop("loss")
-    lines = [f"# {folder.name}: CARE trained with the `{cfg.loss.name.value}` loss", "",
-             "A 2D CARE U-Net (CSBDeep) for restoring low-light fluorescence images, trained "
-             "with [napari-care-losses](https://github.com/CSBDeep/CSBDeep) "
-             f"(status: {folder.status}).", "",
-             "## Inputs and outputs", "",
-             "* Input `input`: one 2D single-channel image, axes `batch, y, x, channel`; y and "
-             f"x must be multiples of {2 ** cfg.unet_n_depth} (2^U-Net depth).",
-             f"* Preprocessing: `scale_range` with percentiles {cfg.norm_pmin} / "
-             f"{cfg.norm_pmax} over y and x, per sample (CSBDeep's PercentileNormalizer).",
-             "* Outputs are in **normalised units** (the scale of the preprocessed input). "
-             "napari-care-losses maps them back to the input's intensity scale as CSBDeep "
-             "does: `restored = output * (p_hi - p_lo) + p_lo` (and `scale * (p_hi - p_lo)`), "
-             "with `p_lo`, `p_hi` the input's percentiles above. This package does not do "
-             "that step.", ""]
-    if probabilistic:
-        lines += ["* Laplace (probabilistic) model: output `mean` is the restoration, output "
-                  "`scale` the per-pixel Laplace scale b (uncertainty), both normalised.", ""]
-    else:
-        lines += ["* Output `output`: the restoration.", ""]
-    lines += ["## Training", "", f"* Loss: `{cfg.loss.name.value}` ({cfg.loss.label}), "
-              f"parameters {loss.get('params') or {}}"]
-    lines += [f"* `{k}`: {v}" for k, v in settings.items()]
-    data = meta.get("data") or {}
-    lines += ["", "## Training data", ""]
-    lines += [f"* {k}: {v}" for k, v in data.items()] or ["* not recorded"]
-    lines += [f"* Test tensors: {test_source}."]
-    hist = folder.history
-    lines += ["", "## Validation", ""]
-    if "best_val_loss" in meta:
-        lines.append(f"* Best validation loss: {meta['best_val_loss']:.6g}")
-    if hist:
-        keys = list(hist)
-        lines += ["", "| epoch | " + " | ".join(keys) + " |",
-                  "| --- | " + " | ".join("---" for _ in keys) + " |"]
-        for e in range(max(len(v) for v in hist.values())):
-            row = [f"{hist[k][e]:.5g}" if e < len(hist[k]) else "" for k in keys]
-            lines.append(f"| {e + 1} | " + " | ".join(row) + " |")
-    versions = meta.get("versions") or {}
-    if versions:
-        lines += ["", "## Software", ""] + [f"* {k} {v}" for k, v in versions.items()]
-    lines += ["", "## Citations", "", f"* CARE: {CARE_CITE[0]}, doi:{CARE_CITE[1]}"]
-    cite = LOSS_CITES.get(cfg.loss.name.value)
-    if cite and cite != CARE_CITE:
-        lines.append(f"* Loss: {cite[0]}, doi:{cite[1]}")
-    lines += ["* W2S data (if trained on it): Zhou et al., W2S: Microscopy Data with Joint "
-              "Denoising and Super-Resolution for Widefield to SIM Mapping, ECCV Workshops "
-              "2020.", ""]
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------- export
 
 def _name(name: str | None, folder: ModelFolder) -> str:
@@ -292,10 +207,10 @@ def _build(folder: ModelFolder, tmp: Path, output: Path, *, authors, license, na
     np.save(tmp / "test_input.npy", x)
     for key, arr in outs.items():
         np.save(tmp / f"test_{key}.npy", arr.astype(np.float32)[None, ..., None])
-    _cover(tmp / "cover.png", low, restored, high, f"{cfg.loss.label}: {folder.name}")
+    cover_image(tmp / "cover.png", low, restored, high, f"{cfg.loss.label}: {folder.name}")
     for f in (META_FILE, CSBDEEP_CONFIG):
         shutil.copy(folder.path / f, tmp / f)
-    (tmp / "README.md").write_text(_documentation(folder, test_source, prob))
+    (tmp / "README.md").write_text(documentation(folder, test_source, prob))
 
     content = _rdf(folder, tmp, list(outs), authors=authors, license=license, name=name,
                    description=description, test_source=test_source,

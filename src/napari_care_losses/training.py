@@ -4,21 +4,18 @@ The CLI prints the events, tests collect them and the napari widget runs the sam
 in a ``thread_worker``. Stopping is a flag checked after every batch; the best weights (on
 validation loss) are always kept and the model folder stays loadable.
 
-Weights are written under a temporary name and renamed, so a full disk (or a killed run)
-never leaves a truncated ``weights_best.h5`` that looks valid; a failed save ends the run
-with one :class:`Failed` event naming the model folder. Once a model is done, the graph
-state TensorFlow would keep for it forever is released (see :func:`_release_graphs`), so
-training many models in one process does not grow its memory.
+Weights are written under a temporary name and renamed (:mod:`.weights_io`), so a full disk
+(or a killed run) never leaves a truncated ``weights_best.h5`` that looks valid; a failed
+save ends the run with one :class:`Failed` event naming the model folder. A time budget is
+planned by :mod:`.training_budget`. Once a model is done, the graph state TensorFlow would
+keep for it forever is released (:mod:`.training_memory`), so training many models in one
+process does not grow its memory.
 """
 
 from __future__ import annotations
 
-import errno
-import gc
 import math
-import os
 import queue
-import sys
 import threading
 import time
 import traceback
@@ -27,12 +24,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from .care_model import build_care
 from .config import TrainConfig, versions
 from .data import PatchData
 from .model_folder import META_FILE, write_meta
+from .training_budget import WARMUP_STEPS, plan_budget
+from .training_memory import training_ended, training_started
+from .weights_io import atomic_weight_saves, os_error_message, save_weights
 
 # ----------------------------------------------------------------------------- events
 
@@ -168,87 +166,6 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
     return Progress()
 
 
-#: Lowest learning rate of the budget's cosine decay, as a fraction of the initial one.
-COSINE_ALPHA = 0.05
-#: Steps timed (after one compiling step) to plan a time budget.
-WARMUP_STEPS = 3
-
-
-@dataclass(frozen=True)
-class BudgetPlan:
-    """How a time budget is spent: measured step/validation times and the fitted plan."""
-
-    epochs: int
-    steps_per_epoch: int
-    step_s: float
-    val_s: float
-    warmup_s: float  # from the start of ``train`` to the end of the warm-up
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def _cosine_schedule(lr0: float, total_steps: int):
-    """Cosine decay from ``lr0`` to ``COSINE_ALPHA * lr0`` over ``total``, which can be set
-    after the training function was traced (``schedule.total.assign``)."""
-    import keras
-    from keras import ops
-
-    class BudgetCosine(keras.optimizers.schedules.LearningRateSchedule):
-        def __init__(self) -> None:
-            self.total = keras.Variable(float(total_steps), trainable=False, dtype="float32",
-                                        name="budget_total_steps")
-
-        def __call__(self, step):
-            frac = ops.minimum(ops.cast(step, "float32") / self.total, 1.0)
-            cos = 0.5 * (1.0 + ops.cos(math.pi * frac))
-            return lr0 * (COSINE_ALPHA + (1.0 - COSINE_ALPHA) * cos)
-
-        def get_config(self):
-            return {"lr0": lr0, "total_steps": total_steps}
-
-    return BudgetCosine()
-
-
-def _plan_budget(model, patches: PatchData, cfg: TrainConfig, t0: float):
-    """Compile, time a few real training steps and a bit of validation, then fit epochs x
-    steps (at most ``cfg.steps_per_epoch`` per epoch, at least 4 epochs when possible) and the
-    cosine learning-rate decay into what is left of ``cfg.minutes``."""
-    import keras
-
-    schedule = _cosine_schedule(cfg.learning_rate, cfg.epochs * cfg.steps_per_epoch)
-    model.prepare_for_training(optimizer=keras.optimizers.Adam(learning_rate=schedule))
-    net, bs = model.keras_model, cfg.batch_size
-    rng = np.random.default_rng(cfg.seed)
-
-    def step() -> None:
-        idx = rng.choice(len(patches.X), bs, replace=False)
-        net.train_on_batch(patches.X[idx], patches.Y[idx])
-
-    step()  # traces and compiles
-    t = time.perf_counter()
-    for _ in range(WARMUP_STEPS):
-        step()
-    step_s = (time.perf_counter() - t) / WARMUP_STEPS
-    n_val, vb = len(patches.X_val), 32  # Keras' default evaluation batch
-    net.evaluate(patches.X_val[:vb], patches.Y_val[:vb], batch_size=vb, verbose=0)  # traces
-    k = min(n_val, 2 * vb)
-    t = time.perf_counter()
-    net.evaluate(patches.X_val[:k], patches.Y_val[:k], batch_size=vb, verbose=0)
-    val_s = (time.perf_counter() - t) * n_val / max(k, 1)
-    now = time.perf_counter()
-    budget = 60.0 * cfg.minutes
-    left = budget - (now - t0) - 0.5 - 0.02 * budget  # keep time for saving the weights
-    steps = cfg.steps_per_epoch
-    epochs = int(left // (steps * step_s + val_s))
-    if epochs < 4:  # shorter epochs: keep a few validations (and best-model checkpoints)
-        steps = max(1, int((left / 4 - val_s) // step_s))
-        epochs = int(left // (steps * step_s + val_s))
-    epochs = max(1, epochs)
-    schedule.total.assign(float(WARMUP_STEPS + 1 + epochs * steps))
-    return BudgetPlan(epochs, steps, step_s, val_s, now - t0), schedule
-
-
 def _fit(model, patches: PatchData, cfg: TrainConfig, callback) -> dict[str, list[float]]:
     """CARE.train without its console progress bar, plus our callback."""
     import keras
@@ -297,11 +214,11 @@ def train(
         model_dir.parent.mkdir(parents=True, exist_ok=True)
         model = build_care(cfg, model_dir.name, model_dir.parent)
         info["precision_used"] = model.precision
-        _atomic_weight_saves(model.keras_model)
+        atomic_weight_saves(model.keras_model)
         write_meta(model_dir, _meta(cfg, patches, "training", **info))
     except Exception as exc:
         if isinstance(exc, OSError):
-            yield Failed(_os_error_message(model_dir, "creating it", exc), None)
+            yield Failed(os_error_message(model_dir, "creating it", exc), None)
         else:
             yield Failed(str(exc), None, traceback.format_exc())
         return
@@ -315,7 +232,7 @@ def train(
         try:
             run_cfg = cfg
             if cfg.minutes:
-                plan, callback.schedule = _plan_budget(model, patches, cfg, t0)
+                plan, callback.schedule = plan_budget(model, patches, cfg, t0)
                 info["budget"] = plan.to_dict()
                 callback.epochs, callback.steps = plan.epochs, plan.steps_per_epoch
                 callback.step_s, callback.warmup_steps = plan.step_s, WARMUP_STEPS + 1
@@ -331,13 +248,13 @@ def train(
         except BaseException as exc:  # noqa: BLE001 - reported as a Failed event
             outcome["error"] = (exc, traceback.format_exc())
         finally:
-            save_error = _save_weights(model)
+            save_error = save_weights(model)
             if save_error is not None and "error" not in outcome:
                 outcome["error"] = (save_error, "")
             events.put(None)
 
     thread = threading.Thread(target=work, name=f"care-train-{model_dir.name}", daemon=True)
-    _training_started()
+    training_started()
     thread.start()
     try:
         while (event := events.get()) is not None:
@@ -350,7 +267,7 @@ def train(
             final = _conclude(model_dir, cfg, patches, outcome, callback, info)
         finally:  # the model is saved: let it go, with the graph state TensorFlow keeps
             model = callback = thread = None
-            _training_ended()
+            training_ended()
     yield final
 
 
@@ -362,7 +279,7 @@ def _conclude(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: di
     try:
         return _conclude_meta(model_dir, cfg, patches, outcome, callback, info)
     except OSError as exc:
-        return Failed(_os_error_message(model_dir, f"writing {META_FILE}", exc), model_dir)
+        return Failed(os_error_message(model_dir, f"writing {META_FILE}", exc), model_dir)
 
 
 def _conclude_meta(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: dict,
@@ -371,7 +288,7 @@ def _conclude_meta(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcom
     if "error" in outcome:
         exc, details = outcome["error"]
         if isinstance(exc, OSError):  # saving weights (our save or CSBDeep's checkpoint)
-            msg = _os_error_message(model_dir, "saving weights", exc)
+            msg = os_error_message(model_dir, "saving weights", exc)
             write_meta(model_dir, _meta(cfg, patches, "failed", error=msg, **info))
             return Failed(msg, model_dir)
         write_meta(model_dir, _meta(cfg, patches, "failed", error=str(exc), **info))
@@ -390,138 +307,6 @@ def _conclude_meta(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcom
     write_meta(model_dir, _meta(cfg, patches, "stopped" if stopped else "finished",
                                 history=history, best_val_loss=best, **info))
     return Finished(model_dir, stopped, len(history.get("loss", [])), best, history)
-
-
-def _save_weights(model) -> OSError | None:
-    """Keep the best weights; if none were checkpointed yet, keep the last ones as best.
-
-    Returns the error of a failed save (a full disk, …) instead of raising: saving must never
-    mask the training outcome, and the caller reports it as one line.
-    """
-    logdir = Path(model.logdir)
-    try:
-        model.keras_model.save_weights(str(logdir / "weights_last.h5"))
-        best = logdir / "weights_best.h5"
-        if not best.exists():
-            model.keras_model.save_weights(str(best))
-        else:
-            model.load_weights("weights_best.h5")
-    except OSError as exc:
-        return exc
-    except Exception as exc:  # noqa: BLE001 - h5py/Keras wrap some I/O errors
-        return OSError(f"{type(exc).__name__}: {exc}")
-    return None
-
-
-#: How a weights file is written before it is renamed into place (Keras wants ``.h5``).
-_PARTIAL_SUFFIX = ".saving.h5"
-
-
-def _atomic_weight_saves(net) -> None:
-    """Make every ``save_weights`` of ``net`` (ours and CSBDeep's ``ModelCheckpoint``) write
-    a temporary file and rename it: a failed or interrupted save leaves the previous file
-    (or none), never a truncated one, and no temporary file."""
-    save = net.save_weights
-
-    def save_weights(filepath, *args, **kwargs):
-        path = Path(filepath)
-        tmp = path.with_name(path.stem + _PARTIAL_SUFFIX)
-        try:
-            save(str(tmp), *args, **kwargs)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-    object.__setattr__(net, "save_weights", save_weights)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(exc)
-    return "No space left" in text or "errno = 28" in text or "Disk quota" in text
-
-
-def _os_error_message(model_dir: Path, what: str, exc: BaseException) -> str:
-    """One line naming the model folder: "model folder X: disk full while saving weights …"."""
-    reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
-    reason = " ".join(reason.split()) or type(exc).__name__
-    prefix = f"model folder {model_dir}: "
-    if reason.startswith(prefix):
-        reason = reason[len(prefix):]
-    if _disk_full(exc):
-        return (f"{prefix}disk full while {what} ({reason}); free some space and train "
-                "again")
-    return f"{prefix}cannot finish {what} ({reason})"
-
-
-# ----------------------------------------------------------------------------- memory
-
-#: Trainings running in this process, and the gradient registrations that predate them.
-_RUNNING: dict = {"count": 0, "baseline": frozenset()}
-_RUNNING_LOCK = threading.Lock()
-
-
-def _gradient_registry() -> dict | None:
-    """TensorFlow's global gradient registry (private API: None if it moved)."""
-    if "tensorflow" not in sys.modules:
-        return None
-    try:
-        from tensorflow.python.framework import ops
-
-        registry = ops._gradient_registry._registry
-    except Exception:  # noqa: BLE001 - a TensorFlow without it: nothing to release
-        return None
-    return registry if isinstance(registry, dict) else None
-
-
-def _training_started() -> None:
-    with _RUNNING_LOCK:
-        if _RUNNING["count"] == 0:
-            _RUNNING["baseline"] = frozenset(_gradient_registry() or ())
-        _RUNNING["count"] += 1
-
-
-def _training_ended() -> None:
-    """When the last running training of this process ends, release its graphs."""
-    with _RUNNING_LOCK:
-        _RUNNING["count"] -= 1
-        if _RUNNING["count"] == 0:
-            _release_graphs(_RUNNING["baseline"])
-
-
-def _release_graphs(baseline: frozenset) -> None:
-    """Free what TensorFlow keeps of finished models' training graphs.
-
-    Keras' optimizer sums gradients with the default strategy's ``all_reduce``, which wraps
-    them in a ``tf.custom_gradient``: every traced training function registers a
-    ``CustomGradient-N`` in TensorFlow's global gradient registry, whose closure holds the
-    whole training ``FuncGraph`` (its functions and constants) forever — 20-35 MB per model
-    (TensorFlow issues 27492 and 97697). ``keras.utils.clear_session`` does not remove them.
-    Those entries are only needed while a graph is being differentiated, i.e. while it is
-    traced: once no training runs here, the ones registered since the first of them started
-    go, then the garbage is collected and freed heap given back to the system.
-    """
-    registry = _gradient_registry()
-    if registry is not None:
-        for key in [k for k in list(registry) if isinstance(k, str)
-                    and k.startswith("CustomGradient-") and k not in baseline]:
-            registry.pop(key, None)
-    gc.collect()
-    _trim_heap()
-
-
-def _trim_heap() -> None:
-    """Give freed heap back to the system (glibc keeps it otherwise; RSS would not drop)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, …)
-        pass
 
 
 def run_training(patches: PatchData, cfg: TrainConfig, outdir: str | Path,

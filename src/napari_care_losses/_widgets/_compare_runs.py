@@ -7,6 +7,8 @@ turns the engine's events into progress, status text and result layers.
 
 from __future__ import annotations
 
+import time
+
 from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QFileDialog
 
@@ -21,6 +23,9 @@ from ..restore_engine import (
 from ..restore_files import FileWritten
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, score_many
+
+#: Seconds between frame-progress updates of the dock.
+PROGRESS_S = 0.5
 
 
 class CompareRuns:
@@ -68,6 +73,8 @@ class CompareRuns:
 
     def _on_event(self, ev) -> None:
         run = self._run
+        if isinstance(ev, FrameDone) and not self._progress_due(ev):
+            return  # frame progress at most every PROGRESS_S: each repaint costs napari
         if isinstance(ev, MethodStarted):
             run["current"] = ev.name
             self._say(f"{ev.name}: starting (method {ev.index + 1} of {ev.n_methods})"
@@ -84,12 +91,25 @@ class CompareRuns:
             self._say(f"{ev.name}: frame {ev.frame + 1}/{ev.n_frames} "
                       f"(method {ev.index + 1} of {run['total']})")
         elif isinstance(ev, MethodDone):
+            self.progress.setValue((ev.index + 1) * run["n"])
             self._on_method_done(ev.result)
         elif isinstance(ev, MethodFailed):
             run["failed"].append(ev.error)
             self._say(ev.error, error=True)
         elif isinstance(ev, Stopped):
             run["discarded"] = ev.discarded
+
+    def _progress_due(self, ev: FrameDone) -> bool:
+        """Repaints of the dock are slow where napari draws with software OpenGL (the
+        window is recomposited): show frame progress at most every PROGRESS_S seconds,
+        the end of a method through its MethodDone."""
+        if ev.frame + 1 == ev.n_frames and not self._run.get("files"):
+            return False  # MethodDone follows at once and moves the bar
+        now = time.monotonic()
+        if now - self._run.get("shown", 0.0) < PROGRESS_S:
+            return False
+        self._run["shown"] = now
+        return True
 
     def _on_method_done(self, result: MethodResult) -> None:
         if self._run.get("gt_layer") is not self.gt_layer():

@@ -12,7 +12,6 @@ import warnings
 import weakref
 from typing import TYPE_CHECKING
 
-import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from napari.utils.theme import get_theme
@@ -33,13 +32,7 @@ from qtpy.QtWidgets import (
 from ..child_process import run_jobs_in_process
 from ..predict import RestorationModel
 from ..training import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag
-from ..training_jobs import (
-    PREVIEW_MAX_SIDE,
-    JobEvent,
-    Preparing,
-    PreviewReady,
-    PreviewRequest,
-)
+from ..training_jobs import JobEvent, Preparing, PreviewReady
 from ._layers import (
     LayerPicker,
     image_problem,
@@ -48,6 +41,7 @@ from ._layers import (
     partner_problem,
 )
 from ._training_form import TrainingForm
+from ._training_preview import PREVIEW_LAYER, TrainingPreview
 from .loss_plot import LossPlot
 from .model_list import ModelList
 from .model_registry import REGISTRY, models_folder, remember_models_folder
@@ -55,7 +49,7 @@ from .model_registry import REGISTRY, models_folder, remember_models_folder
 if TYPE_CHECKING:
     import napari
 
-PREVIEW_LAYER = "CARE preview"
+__all__ = ["PREVIEW_LAYER", "TrainingWidget"]
 
 
 def _duration(seconds: float) -> str:
@@ -117,8 +111,7 @@ class TrainingWidget(QWidget):
         self.models = ModelList()
         self.last_error: str | None = None
         self._active = _ActiveRun()
-        self._preview = PreviewRequest()
-        self._low_ref: weakref.ref | None = None
+        self._preview = TrainingPreview(napari_viewer, self.low_picker.layer)
         self._jobs: list[tuple[int, int]] = []  # (first global step, steps) per job
         self._t0: float | None = None
         self._done0 = 0
@@ -177,7 +170,7 @@ class TrainingWidget(QWidget):
         self.train_button.clicked.connect(self.start_training)
         self.stop_button.clicked.connect(self.stop_training)
         self.viewer.events.theme.connect(self._apply_theme)
-        self.viewer.dims.events.current_step.connect(self._follow_frame)
+        self.viewer.dims.events.current_step.connect(self._preview.follow_frame)
         self.destroyed.connect(self._active.halt)  # bound to _ActiveRun, not to self
         self._watched_window: QObject | None = None
 
@@ -265,11 +258,7 @@ class TrainingWidget(QWidget):
             show_error(str(exc))
             return False
         stop = StopFlag()
-        self._preview = PreviewRequest(self.form.preview_every_n(), 0)
-        self._low_ref = weakref.ref(low_layer)
-        self._follow_frame()
-        if self._preview.every:
-            self._prepare_preview_layer(low.shape[-2:])
+        preview = self._preview.start(low_layer, low.shape[-2:], self.form.preview_every_n())
         steps = [c.epochs * c.steps_per_epoch for c in configs]
         self._jobs = [(sum(steps[:i]), s) for i, s in enumerate(steps)]
         self._t0, self._done0, self.last_error = None, 0, None
@@ -282,7 +271,7 @@ class TrainingWidget(QWidget):
         remember_models_folder(self.form.output_dir())
         worker = thread_worker(run_jobs_in_process, start_thread=False)(
             low, high, (low_layer.name, high_layer.name), configs, self.form.output_dir(),
-            stop, self._preview)
+            stop, preview)
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_crash)
         worker.finished.connect(self._active.finish)
@@ -318,7 +307,10 @@ class TrainingWidget(QWidget):
                                       f"{ev.loss:.4g}, validation {ev.val_loss:.4g} "
                                       f"({ev.seconds:.1f} s)")
         elif isinstance(ev, PreviewReady):
-            self._show_preview(ev, item.label)
+            if ev.image is None:
+                self.eta_label.setText(ev.error)
+            else:
+                self.status_label.setText(self._preview.show(ev, item.label))
         elif isinstance(ev, Finished):
             model = REGISTRY.add(RestorationModel(ev.model_dir))
             self.models.select(model.model_dir)
@@ -358,58 +350,3 @@ class TrainingWidget(QWidget):
         outcome = "failed" if self.last_error else "stopped" if stopped else "done"
         self.progress.setFormat(f"{outcome} · %p%")
         self.eta_label.setText(f"{outcome.capitalize()}{elapsed}.")
-
-    # ------------------------------------------------------------------ preview
-
-    def _follow_frame(self, *_args) -> None:
-        """Keep the preview on the frame of the low layer that the viewer shows."""
-        low = self._low_ref() if self._low_ref else self.low_picker.layer()
-        if low is None or low.ndim != 3:
-            self._preview.frame = 0
-            return
-        try:
-            index = low.world_to_data(self.viewer.dims.point)[0]
-            self._preview.frame = int(min(max(round(index), 0), low.data.shape[0] - 1))
-        except (IndexError, ValueError, TypeError):
-            self._preview.frame = 0
-
-    def _prepare_preview_layer(self, frame_shape: tuple[int, int]) -> None:
-        """Add the preview layer (hidden until the first preview) before training starts:
-        adding a layer is the slow part of showing a preview (~0.1 s); later previews only
-        replace its data."""
-        shape = tuple(min(s, PREVIEW_MAX_SIDE) for s in frame_shape)
-        layers = self.viewer.layers
-        if PREVIEW_LAYER in layers:
-            if layers[PREVIEW_LAYER].data.shape == shape:
-                return
-            layers.remove(PREVIEW_LAYER)
-        self.viewer.add_image(np.zeros(shape, np.float32), name=PREVIEW_LAYER, visible=False,
-                              metadata={"care_preview": True})
-
-    def _show_preview(self, ev: PreviewReady, label: str) -> None:
-        if ev.image is None:
-            self.eta_label.setText(ev.error)
-            return
-        low = self._low_ref() if self._low_ref else None
-        meta = {"care_preview": True, "loss": label, "epoch": ev.epoch, "frame": ev.frame}
-        layers = self.viewer.layers
-        if PREVIEW_LAYER in layers and layers[PREVIEW_LAYER].data.shape == ev.image.shape:
-            layer = layers[PREVIEW_LAYER]
-            layer.data = ev.image
-            layer.metadata.update(meta)
-            # the placeholder's range is [0, 1]: widen it first, or the limits stay clipped
-            # to it and the first preview shows solid white
-            layer.reset_contrast_limits_range()
-            lo, hi = (float(v) for v in np.percentile(ev.image, [0.5, 99.8]))
-            layer.contrast_limits = (lo, hi if hi > lo else lo + 1.0)
-            layer.visible = True
-        else:
-            if PREVIEW_LAYER in layers:
-                layers.remove(PREVIEW_LAYER)
-            layer = self.viewer.add_image(ev.image, name=PREVIEW_LAYER, metadata=meta)
-        if low is not None:
-            layer.scale = tuple(low.scale[-2:])
-            layer.translate = tuple(t + o * s for t, o, s in
-                                    zip(low.translate[-2:], ev.offset, low.scale[-2:], strict=True))
-        self.status_label.setText(f"Preview: {label}, best weights after epoch {ev.epoch}, "
-                                  f"frame {ev.frame}.")
