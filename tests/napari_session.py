@@ -229,8 +229,40 @@ def run_session(s: Session, args) -> None:
     s.check("run 4: status reports all methods",
             f"restored with {len(methods)} of {len(methods)}" in widget.status.text(),
             widget.status.text())
+    train_in_the_dock(s, viewer, args)
     widget.stop()
     REGISTRY.clear()
+
+
+def train_in_the_dock(s: Session, viewer, args) -> None:
+    """A tiny run in the training dock (its own child process): afterwards napari's
+    process still holds no TensorFlow, and the new model is listed for comparing."""
+    from napari_care_losses._widgets.model_registry import REGISTRY
+    from napari_care_losses._widgets.training_widget import TrainingWidget
+
+    dock = TrainingWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Train CARE", area="right")
+    f = dock.form
+    f.patch_size.setCurrentText("32")
+    f.patches_per_image.setValue(8)
+    f.epochs.setValue(1)
+    f.steps.setValue(2)
+    f.batch_size.setValue(4)
+    f.unet_depth.setValue(1)
+    f.unet_n_first.setValue(8)
+    f.preview_every.setValue(1)
+    f.outdir.setText(str(Path(args.out).parent / "dock_models"))
+    f.set_losses("mae")
+    before = len(REGISTRY)
+    started = dock.start_training()
+    s.check("training: started in the dock", started, dock.data_label.text())
+    done = started and wait_until(lambda: not dock.is_running, 240)
+    pump(0.5)
+    s.check("training: finished", done and dock.last_error is None, dock.last_error)
+    s.check("training: the model is listed", len(REGISTRY) == before + 1, len(REGISTRY))
+    s.check("training + restoring: no TensorFlow in napari's process",
+            "tensorflow" not in sys.modules and "keras" not in sys.modules,
+            [m for m in ("tensorflow", "keras") if m in sys.modules])
 
 
 if __name__ == "__main__":

@@ -63,4 +63,5 @@ def test_napari_session_restore_twice_kill_child_restore_again(tmp_path):
             assert f"{tag}: frame {t}: every panel has data and the label of its frame" in names
     assert report["frames"]["training"] > report["frames"]["held_out"]
     assert "ended by signal 9" in report["status_after_kill"]
+    assert "training + restoring: no TensorFlow in napari's process" in names
     assert report["qt_platform"] not in ("offscreen", "minimal")
