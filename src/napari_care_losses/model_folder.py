@@ -114,6 +114,11 @@ class ModelFolder:
         return self.meta.get("history") or {}
 
     @property
+    def best_val_loss(self) -> float | None:
+        value = self.meta.get("best_val_loss")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
     def data_info(self) -> dict[str, Any]:
         return self.meta.get("data") or {}
 

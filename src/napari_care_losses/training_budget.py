@@ -2,7 +2,7 @@
 
 A few real training steps and a bit of validation are timed first (the warm-up), then epochs
 x steps are planned to fill what is left, with a cosine learning-rate decay whose length can
-be changed after the training function was traced: :class:`..training`'s progress callback
+be changed after the training function was traced: the progress callback of :mod:`.training`
 re-plans it after every epoch and stops at the deadline. Keras (and so TensorFlow) is
 imported only inside the functions.
 """

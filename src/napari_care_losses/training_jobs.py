@@ -22,6 +22,7 @@ import numpy as np
 from ._tf import ensure_tensorflow
 from .config import TrainConfig
 from .data import FrameStack, PatchData, make_patches
+from .model_folder import WEIGHTS_BEST
 from .training import EpochEnd, Failed, Started, StopFlag, train
 
 #: Frames larger than this (pixels a side) are previewed on a central crop.
@@ -154,7 +155,7 @@ class _Previewer:
     def restore(self, epoch: int) -> PreviewReady:
         frame = min(max(int(self.request.frame), 0), self.low.n_frames - 1)
         try:
-            best = self.model_dir / "weights_best.h5" if self.model_dir else None
+            best = self.model_dir / WEIGHTS_BEST if self.model_dir else None
             if self._care is None or best is None or not best.exists():
                 return PreviewReady(frame, epoch, None, "no best weights saved yet")
             self._load(best)
@@ -166,11 +167,11 @@ class _Previewer:
 
     def _load(self, best: Path) -> None:
         """Copy the weights (the trainer may rewrite them any time) and load the copy."""
-        copy = Path(self._care.logdir) / "weights_best.h5"
+        copy = Path(self._care.logdir) / WEIGHTS_BEST
         for attempt in range(3):
             try:
                 shutil.copy2(best, copy)
-                self._care.load_weights("weights_best.h5")
+                self._care.load_weights(WEIGHTS_BEST)
                 return
             except OSError:  # caught the file half-written: try again shortly
                 if attempt == 2:

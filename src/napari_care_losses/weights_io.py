@@ -11,6 +11,8 @@ import errno
 import os
 from pathlib import Path
 
+from .model_folder import WEIGHTS_BEST, WEIGHTS_LAST
+
 #: How a weights file is written before it is renamed into place (Keras wants ``.h5``).
 PARTIAL_SUFFIX = ".saving.h5"
 
@@ -23,12 +25,12 @@ def save_weights(model) -> OSError | None:
     """
     logdir = Path(model.logdir)
     try:
-        model.keras_model.save_weights(str(logdir / "weights_last.h5"))
-        best = logdir / "weights_best.h5"
+        model.keras_model.save_weights(str(logdir / WEIGHTS_LAST))
+        best = logdir / WEIGHTS_BEST
         if not best.exists():
             model.keras_model.save_weights(str(best))
         else:
-            model.load_weights("weights_best.h5")
+            model.load_weights(WEIGHTS_BEST)
     except OSError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - h5py/Keras wrap some I/O errors

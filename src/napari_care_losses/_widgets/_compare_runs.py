@@ -20,7 +20,7 @@ from ..restore_engine import (
     MethodStarted,
     Stopped,
 )
-from ..restore_files import FileWritten
+from ..restore_files import FileWritten, tiff_files
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, score_many
 
@@ -55,8 +55,12 @@ class CompareRuns:
         self._set_running(True)
         self._say("starting the restore process…" if self._process.pid is None
                   else "restoring…")
-        worker = create_worker(self._process.run, specs, low, gt, cal, self._stop,
-                               _ignore_errors=True)
+        self._start_run(self._process.run, specs, low, gt, cal, self._stop)
+
+    def _start_run(self, job, *args) -> None:
+        """Run a :class:`RestoreProcess` job in a worker thread; events come to
+        :meth:`_on_event`, the end to :meth:`_end_run`."""
+        worker = create_worker(job, *args, _ignore_errors=True)
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._end_run)
@@ -196,16 +200,11 @@ class CompareRuns:
             if not specs:
                 self._say("tick at least one method", error=True)
             return
-        self._run = {"done": [], "failed": [], "total": len(paths) * len(specs),
+        files = tiff_files(paths)  # a folder stands for the TIFFs in it
+        self._run = {"done": [], "failed": [], "total": len(files) * len(specs),
                      "discarded": None, "earlier": [], "files": True}
         self._stop.clear()
         self.progress.setRange(0, 0)  # frame counts are known file by file
         self._set_running(True)
-        self._say(f"restoring {len(paths)} file(s) into {outdir} …")
-        worker = create_worker(self._process.run_files, specs, paths, outdir, self._stop,
-                               _ignore_errors=True)
-        worker.yielded.connect(self._on_event)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._end_run)
-        self._worker = worker
-        worker.start()
+        self._say(f"restoring {len(files)} file(s) into {outdir} …")
+        self._start_run(self._process.run_files, specs, files, outdir, self._stop)

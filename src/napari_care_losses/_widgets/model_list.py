@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..model_folder import FINISHED
 from ..predict import RestorationModel
 from .model_registry import REGISTRY
 
@@ -32,9 +33,8 @@ def model_title(model: RestorationModel) -> str:
     match = _STAMP.search(model.name)
     when = (f"{match[2]}-{match[3]} {match[4]}:{match[5]}:{match[6]}" if match
             else model.name)
-    status = model.meta.get("status", "")
-    best = model.meta.get("best_val_loss")
-    extra = f" · val {best:.4g}" if isinstance(best, int | float) else ""
+    status, best = model.folder.status, model.folder.best_val_loss
+    extra = f" · val {best:.4g}" if best is not None else ""
     if status in ("stopped", "training", "failed"):
         extra += f" ({status})"
     return f"{model.label} · {when}{extra}"
@@ -42,14 +42,14 @@ def model_title(model: RestorationModel) -> str:
 
 def model_tooltip(model: RestorationModel) -> str:
     """Loss, settings and data of a model, one per line."""
-    cfg, meta = model.config, model.meta
+    cfg = model.config
     params = ", ".join(f"{k}={v:g}" for k, v in cfg.loss.params.items())
-    epochs = len(meta.get("history", {}).get("loss", [])) or "?"
-    data = meta.get("data", {})
+    epochs = len(model.folder.history.get("loss", [])) or "?"
+    data = model.folder.data_info
     lines = [
         f"{model.label} loss" + (f" ({params})" if params else ""),
         f"folder: {model.model_dir}",
-        f"status: {meta.get('status', '?')}, epochs done: {epochs}/{cfg.epochs}",
+        f"status: {model.folder.status or '?'}, epochs done: {epochs}/{cfg.epochs}",
         f"patch {cfg.patch_size} px × {cfg.patches_per_image}/frame, batch {cfg.batch_size}, "
         f"lr {cfg.learning_rate:g}, {cfg.steps_per_epoch} steps/epoch, seed {cfg.seed}",
         f"U-Net depth {cfg.unet_n_depth}, {cfg.unet_n_first} first filters, "
@@ -179,7 +179,7 @@ class ModelList(QGroupBox):
 
         if self._process is None:
             self._process = RestoreProcess()
-        force = model.meta.get("status") != "finished"  # stopped models: the user chose
+        force = model.folder.status != FINISHED  # a stopped model: the user chose it
 
         def report(event) -> None:
             if isinstance(event, PackageWritten):
