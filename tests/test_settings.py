@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 
 from napari_care_losses.cli import build_parser
-from napari_care_losses.config import TrainConfig
+from napari_care_losses.config import TrainConfig, config_from_args
 from napari_care_losses.losses import DEFAULT_PARAMS, LOSS_PARAM_INFO, LossName
 from napari_care_losses.model_folder import META_FILE
 from napari_care_losses.settings import (
     BY_NAME,
     PRESETS,
     SETTINGS,
-    config_from_args,
     defaults,
     problems,
     resolve_precision,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .bioimageio_docs import CARE_CITE, LOSS_CITES, cover_image, documentation
+from .bioimageio_import import summary_errors
 from .model_folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder
 
 #: Marker in the package's ``config`` that says the package is ours.
@@ -304,12 +305,6 @@ def _rdf(folder: ModelFolder, tmp: Path, out_ids: list[str], *, authors, license
                      "norm_pmin": cfg.norm_pmin, "norm_pmax": cfg.norm_pmax,
                      "test_data": test_source}},
     }
-
-
-def summary_errors(summary) -> str:
-    """bioimageio's validation errors on one line."""
-    errors = [f"{'.'.join(map(str, e.loc)) or 'package'}: {e.msg}" for e in summary.errors]
-    return "; ".join(errors)[:800] or f"status {summary.status}"
 
 
 # ---------------------------------------------------------------------------- CLI

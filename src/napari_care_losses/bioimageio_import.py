@@ -132,7 +132,6 @@ def _load(p: Path):
             raise PackageError(f"{p}: not a valid bioimage.io package "
                                f"({type(exc).__name__}: {exc})") from None
     if isinstance(descr, InvalidDescr) or descr.validation_summary.status == "failed":
-        from .bioimageio_export import summary_errors
 
         raise PackageError(f"{p}: not a valid bioimage.io package: "
                            f"{summary_errors(descr.validation_summary)}")
@@ -162,3 +161,9 @@ def _write_h5(folder: Path, keras_file: Path) -> None:
     for mine, their in zip(ours, theirs, strict=True):
         mine.set_weights(their.get_weights())
     care.keras_model.save_weights(str(folder / WEIGHTS_BEST))
+
+
+def summary_errors(summary) -> str:
+    """bioimageio's validation errors on one line."""
+    errors = [f"{'.'.join(map(str, e.loc)) or 'package'}: {e.msg}" for e in summary.errors]
+    return "; ".join(errors)[:800] or f"status {summary.status}"

@@ -18,9 +18,10 @@ from .losses import LossName  # noqa: E402
 
 
 def cmd_train(args) -> int:
+    from .config import config_from_args
     from .data import make_patches
     from .demo import _print_event
-    from .settings import config_from_args, loss_specs
+    from .settings import loss_specs
     from .training import BatchEnd, Failed, StopFlag, train
 
     cfg = config_from_args(args)

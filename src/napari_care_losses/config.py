@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .losses import LossSpec
-from .settings import BY_NAME, DEFAULT_PRESET, defaults, problems
+from .settings import BY_NAME, DEFAULT_PRESET, SETTINGS, defaults, loss_specs, problems
 
 
 def _d(name: str):
@@ -89,3 +89,13 @@ def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def config_from_args(args) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``train`` arguments (preset + given flags), for the
+    first ``--loss``; use :func:`.settings.loss_specs` for all of them."""
+    values = defaults(getattr(args, "preset", None) or DEFAULT_PRESET)
+    values.update({s.name: getattr(args, s.name) for s in SETTINGS
+                   if getattr(args, s.name, None) is not None})
+    specs = loss_specs(args, values["patch_size"])
+    return TrainConfig(loss=specs[0], **values)

@@ -158,7 +158,7 @@ def _number(kind: type):
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--preset``, one flag per setting and one per loss parameter to ``parser``.
 
-    Flags default to None: unset flags take the preset's value (see :func:`config_from_args`).
+    Flags default to None: unset flags take the preset's value (``config.config_from_args``).
     """
     parser.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                         help=f"starting values of every setting (default: {DEFAULT_PRESET}; "
@@ -178,18 +178,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(s.flag, **kw)
     for k, (_, text) in LOSS_PARAM_INFO.items():
         parser.add_argument(f"--{k}", type=float, default=None, help=f"loss parameter: {text}")
-
-
-def config_from_args(args: argparse.Namespace):
-    """The :class:`TrainConfig` of parsed ``train`` arguments (preset + given flags), for the
-    first ``--loss``; use :func:`loss_specs` for all of them."""
-    from .config import TrainConfig
-
-    values = defaults(getattr(args, "preset", None) or DEFAULT_PRESET)
-    values.update({s.name: getattr(args, s.name) for s in SETTINGS
-                   if getattr(args, s.name, None) is not None})
-    specs = loss_specs(args, values["patch_size"])
-    return TrainConfig(loss=specs[0], **values)
 
 
 def loss_specs(args: argparse.Namespace, patch_size: int) -> list[LossSpec]:

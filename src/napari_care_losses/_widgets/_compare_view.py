@@ -8,7 +8,6 @@ method's result is replaced.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,16 +18,13 @@ from . import _compare_layers as L
 from ._compare_jobs import error_map, format_score, panel_title, spectrum_input
 from ._overlays import remove_panel_text, set_panel_text
 
-if TYPE_CHECKING:
-    from .compare_widget import CompareWidget
-
 GT_LABEL = "Ground truth"
 
 
 class CompareView:
-    """Presentation state of a :class:`CompareWidget` (kept apart to keep files small)."""
+    """Presentation state of the compare dock (kept apart to keep files small)."""
 
-    def __init__(self, widget: CompareWidget) -> None:
+    def __init__(self, widget) -> None:  # the CompareWidget that owns this view
         self.w = widget
         self.viewer = widget.viewer
         self._scores: dict[str, dict[int, Score]] = {}

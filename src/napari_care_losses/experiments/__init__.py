@@ -6,7 +6,8 @@ trains, restores and scores everything not yet done and writes the report;
 See ``docs/experiments.md``.
 """
 
-from .spec import ExperimentSpec, Grid, SpecError, find_example, load_spec, parse_spec
+from .spec import ExperimentSpec, Grid, SpecError, find_example
+from .validate import load_spec, parse_spec
 
 __all__ = ["ExperimentSpec", "Grid", "SpecError", "build_report", "find_example", "load_spec",
            "parse_spec", "plan", "run_experiment"]

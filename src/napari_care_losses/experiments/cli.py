@@ -71,7 +71,8 @@ def _variables(args) -> dict[str, str]:
 
 def cmd_run(args) -> int:
     from .runner import plan, run_experiment
-    from .spec import SpecError, load_spec
+    from .spec import SpecError
+    from .validate import load_spec
 
     try:
         spec = load_spec(args.file, _variables(args))
@@ -108,7 +109,7 @@ def cmd_run(args) -> int:
 
 def cmd_report(args) -> int:
     from .report import build_report
-    from .runner import PLAN_FILE
+    from .spec import PLAN_FILE
 
     if not (args.folder / PLAN_FILE).is_file():
         print(f"error: {args.folder}: not an experiment results folder (no {PLAN_FILE})",

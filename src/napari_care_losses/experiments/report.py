@@ -21,8 +21,7 @@ from . import figures as figs
 from . import tables as tab
 from . import verdicts as ver
 from .jobs import atomic_write_text, read_scores
-from .runner import PLAN_FILE
-from .spec import resolve_path
+from .spec import PLAN_FILE, resolve_path
 
 
 def _versions() -> dict[str, str]:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .jobs import ScoreJob, TrainJob, atomic_write_text, make_key, run_score_job, run_train_job
-from .spec import ExperimentSpec, Grid
+from .spec import PLAN_FILE, ExperimentSpec, Grid
 
-PLAN_FILE = "plan.json"
 Log = Callable[[str], None]
 
 

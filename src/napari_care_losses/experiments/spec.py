@@ -16,6 +16,9 @@ from typing import Any
 from ..config import TrainConfig
 from ..losses import LossSpec
 
+#: The plan a results folder keeps (written by the runner, read by the report).
+PLAN_FILE = "plan.json"
+
 #: Prefix of the bundled sample crops in pair paths (resolved where the job runs).
 SAMPLE_SCHEME = "sample://"
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -185,34 +188,3 @@ def find_example(name: str) -> Path | None:
     stem = Path(name).name.removesuffix(".yaml").removesuffix(".yml")
     path = EXAMPLES_DIR / f"{stem}.yaml"
     return path if path.is_file() else None
-
-
-def load_spec(path: str | Path, variables: dict[str, str] | None = None,
-              check_files: bool = True) -> ExperimentSpec:
-    """Read and validate an experiment file; raise :class:`SpecError` listing all problems."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        example = find_example(str(path)) if not path.suffix or path.parent == Path(".") else None
-        if example is None:
-            raise SpecError(str(path), ["no such file (and no bundled example of that name)"])
-        path = example
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(str(path), [f"not valid YAML: {exc}"]) from None
-    return parse_spec(raw, path.parent, str(path), variables, check_files)
-
-
-def parse_spec(raw: Any, base_dir: str | Path = ".", source: str = "<spec>",
-               variables: dict[str, str] | None = None, check_files: bool = False
-               ) -> ExperimentSpec:
-    """Validate an already parsed experiment mapping (paths relative to ``base_dir``)."""
-    from .validate import Validator
-
-    v = Validator(source, Path(base_dir))
-    spec = v.spec(raw, dict(variables or {}), check_files)
-    if v.errors:
-        raise SpecError(source, v.errors)
-    return spec

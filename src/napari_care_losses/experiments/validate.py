@@ -1,6 +1,6 @@
 """Validation of experiment files: every problem is reported with its key path.
 
-Used by :func:`napari_care_losses.experiments.spec.parse_spec`; errors read like
+Used by :func:`parse_spec` (below); errors read like
 ``experiments[2].test: unknown dataset 'ch5' (defined: ch0, ch1)``.
 """
 
@@ -26,6 +26,8 @@ from .spec import (
     ExperimentSpec,
     Method,
     Pair,
+    SpecError,
+    find_example,
 )
 
 
@@ -350,3 +352,32 @@ class Validator:
                 low.close(), high.close()
             except DataError as exc:
                 self.err(f"datasets.{name}.{split}", str(exc))
+
+
+def load_spec(path: str | Path, variables: dict[str, str] | None = None,
+              check_files: bool = True) -> ExperimentSpec:
+    """Read and validate an experiment file; raise :class:`SpecError` listing all problems."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        example = find_example(str(path)) if not path.suffix or path.parent == Path(".") else None
+        if example is None:
+            raise SpecError(str(path), ["no such file (and no bundled example of that name)"])
+        path = example
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), [f"not valid YAML: {exc}"]) from None
+    return parse_spec(raw, path.parent, str(path), variables, check_files)
+
+
+def parse_spec(raw: Any, base_dir: str | Path = ".", source: str = "<spec>",
+               variables: dict[str, str] | None = None, check_files: bool = False
+               ) -> ExperimentSpec:
+    """Validate an already parsed experiment mapping (paths relative to ``base_dir``)."""
+    v = Validator(source, Path(base_dir))
+    spec = v.spec(raw, dict(variables or {}), check_files)
+    if v.errors:
+        raise SpecError(source, v.errors)
+    return spec
