@@ -221,3 +221,20 @@ def test_restore_files_from_the_dock(dock, qtbot, tmp_path):
     assert out.is_file() and tifffile.imread(out).shape == low.shape
     assert widget.status.text().startswith("wrote 1 of 1 restored file(s)")
     assert not widget.results  # files are not added to the comparison
+
+
+@pytest.mark.slow
+def test_load_a_bioimageio_package_in_the_dock(dock, registry, qtbot, tmp_path):
+    """A package exported by this plugin loads in the dock; it is unpacked in the restore
+    process (rebuilding its weights needs TensorFlow, never in napari's process)."""
+    pytest.importorskip("bioimageio.core")
+    from napari_care_losses.bioimageio_export import export_package
+
+    viewer, widget, low, high = dock
+    package = export_package(registry["fft"].model_dir, tmp_path / "fft.zip").path
+    REGISTRY.clear()
+    assert widget.load_model(str(package)) is None  # unpacking in the background
+    qtbot.waitUntil(lambda: len(REGISTRY) == 1, timeout=120000)
+    (model,) = REGISTRY.models()
+    assert model.loss.name.value == "fft" and model.model_dir != registry["fft"].model_dir
+    assert any(s.model_dir == str(model.model_dir) for s in widget.checked_specs())

@@ -52,6 +52,14 @@ RESTORE_NICENESS = int(os.environ.get("NAPARI_CARE_LOSSES_RESTORE_NICE", "0"))
 
 
 @dataclass(frozen=True)
+class ModelResolved:
+    """The package ``source`` was unpacked into the model folder ``folder``."""
+
+    source: str
+    folder: str
+
+
+@dataclass(frozen=True)
 class PackageWritten:
     """A bioimage.io package of model ``name`` was written to ``path``."""
 
@@ -146,6 +154,15 @@ class RestoreProcess:
             request = ("export", str(model_dir), str(output), options)
             yield from self._serve(request, run_dir, Path(model_dir).name, None)
 
+    def resolve_package(self, path: str | Path) -> Iterator:
+        """Unpack a bioimage.io package exported by this plugin into a model folder, in
+        the child (rebuilding its weights loads TensorFlow); yields :class:`ModelResolved`
+        or :class:`MethodFailed`."""
+        with self._lock:
+            self._ensure_child()
+            run_dir = Path(tempfile.mkdtemp(prefix="resolve-", dir=self._tmp))
+            yield from self._serve(("resolve", str(path)), run_dir, Path(path).name, None)
+
     def _serve(self, request: tuple, run_dir: Path, first: str, stop
                ) -> Iterator[RestoreEvent]:
         """Send one request, then pass the child's events on until it is done."""
@@ -231,9 +248,17 @@ def _child_main(requests, events, stop) -> None:
             request = requests.recv()
         except (EOFError, OSError):  # napari is gone
             break
-        if request[0] not in ("run", "files", "export"):
+        if request[0] not in ("run", "files", "export", "resolve"):
             break
         try:
+            if request[0] == "resolve":
+                from .bioimageio_import import resolve_model_source
+
+                try:
+                    events.send(ModelResolved(request[1], str(resolve_model_source(request[1]))))
+                except (Exception, MemoryError) as exc:  # noqa: BLE001 - one clear line
+                    events.send(MethodFailed(Path(request[1]).name, 0, str(exc)))
+                continue
             if request[0] == "export":
                 from .bioimageio_export import export_package
 

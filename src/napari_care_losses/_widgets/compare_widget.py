@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from pathlib import Path
 
 import napari
 import numpy as np
@@ -44,6 +45,7 @@ from ._compare_runs import CompareRuns
 from ._compare_view import CompareView
 from ._layers import image_problem, matching_pair, partner_problem
 from ._metrics_table import MetricsTable
+from .model_list import ask_model_path, is_package, unpack_package
 from .model_registry import REGISTRY
 
 NONE_GT = "none"
@@ -268,7 +270,14 @@ class CompareWidget(CompareRuns, QWidget):
     # ------------------------------------------------------------------ models
 
     def load_model(self, path: str) -> MethodSpec | None:
-        """Add a model folder to the session registry (and so to the method list)."""
+        """Add a model folder to the session registry (and so to the method list); a
+        bioimage.io package is unpacked first, in the restore process (returns None then)."""
+        if is_package(path):
+            self._say(f"unpacking {Path(path).name} …")
+            self._unpack = unpack_package(self._process, path, self.load_model,
+                                          lambda e: self._say(f"could not load {path}: {e}",
+                                                              error=True))
+            return None
         try:
             model = REGISTRY.add(path)
             spec = MethodSpec.for_model(model.model_dir)
@@ -279,7 +288,7 @@ class CompareWidget(CompareRuns, QWidget):
         return spec
 
     def _load_model_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Model folder")
+        path = ask_model_path(self)
         if path:
             self.load_model(path)
 

@@ -62,6 +62,49 @@ def model_tooltip(model: RestorationModel) -> str:
     return "\n".join(lines)
 
 
+#: Files that stand for a model: a model folder's metadata, or a bioimage.io package.
+MODEL_FILES = "Model (care_losses.json config.json rdf.yaml *.zip)"
+
+
+def ask_model_path(parent: QWidget) -> str | None:
+    """Ask for a model: a file inside a model folder (its folder is the model) or a
+    bioimage.io package (``.zip``) exported by this plugin."""
+    path, _ = QFileDialog.getOpenFileName(parent, "Load a model: a model folder's "
+                                          "care_losses.json, or a bioimage.io .zip", "",
+                                          MODEL_FILES)
+    if not path:
+        return None
+    return path if path.lower().endswith(".zip") else str(Path(path).parent)
+
+
+def is_package(path: str | Path) -> bool:
+    """A bioimage.io package (``.zip`` or unpacked folder), not a model folder."""
+    p = Path(path)
+    return p.suffix.lower() == ".zip" or ((p / "rdf.yaml").is_file()
+                                          and not (p / "care_losses.json").is_file())
+
+
+def unpack_package(process, path: str | Path, on_folder, on_error):
+    """Unpack a package in ``process`` (a RestoreProcess: rebuilding the weights loads
+    TensorFlow, which never runs in napari's process), then ``on_folder(model_folder)``
+    or ``on_error(message)`` in the GUI thread. Returns the worker."""
+    from napari.qt.threading import create_worker
+
+    from ..restore_process import ModelResolved
+
+    def report(event) -> None:
+        if isinstance(event, ModelResolved):
+            on_folder(event.folder)
+        else:
+            on_error(getattr(event, "error", str(event)))
+
+    worker = create_worker(process.resolve_package, str(path), _ignore_errors=True)
+    worker.yielded.connect(report)
+    worker.errored.connect(lambda exc: on_error(str(exc)))
+    worker.start()
+    return worker
+
+
 class ModelList(QGroupBox):
     """Lists every model in :data:`REGISTRY`; loads model folders from disk."""
 
@@ -135,8 +178,14 @@ class ModelList(QGroupBox):
         return next((m for m in REGISTRY.models() if m.model_dir.resolve() == key), None)
 
     def load_model_dir(self, path: str | Path) -> RestorationModel | None:
-        """Add the model folder at ``path`` to the registry (errors become notifications)."""
+        """Add the model folder at ``path`` to the registry (errors become notifications);
+        a bioimage.io package is unpacked first, in the background (returns None then)."""
         path = Path(path)
+        if is_package(path):
+            show_info(f"Unpacking {path.name} …")
+            self._unpack = unpack_package(self._restore_process(), path, self.load_model_dir,
+                                          lambda e: show_error(f"Could not load {path}: {e}"))
+            return None
         try:
             model = RestorationModel(path)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -153,13 +202,21 @@ class ModelList(QGroupBox):
         self.export_button.setEnabled(has and self._export_worker is None)
 
     def _load_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Load a trained model folder")
+        path = ask_model_path(self)
         if path:
             self.load_model_dir(path)
 
     def _open_folder(self) -> None:
         if (model := self.selected()) is not None:
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(model.model_dir)))
+
+    def _restore_process(self):
+        """The child process for exports and package imports (started when first needed)."""
+        if self._process is None:
+            from ..restore_process import RestoreProcess
+
+            self._process = RestoreProcess()
+        return self._process
 
     def _export_dialog(self) -> None:
         model = self.selected()
@@ -175,10 +232,8 @@ class ModelList(QGroupBox):
         result is a notification. Returns the worker."""
         from napari.qt.threading import create_worker
 
-        from ..restore_process import PackageWritten, RestoreProcess
+        from ..restore_process import PackageWritten
 
-        if self._process is None:
-            self._process = RestoreProcess()
         force = model.folder.status != FINISHED  # a stopped model: the user chose it
 
         def report(event) -> None:
@@ -191,7 +246,7 @@ class ModelList(QGroupBox):
             self._export_worker = None
             self._sync_buttons()
 
-        worker = create_worker(self._process.export, model.model_dir, path, force=force,
+        worker = create_worker(self._restore_process().export, model.model_dir, path, force=force,
                                _ignore_errors=True)
         worker.yielded.connect(report)
         worker.errored.connect(lambda exc: show_error(f"Could not export: {exc}"))
