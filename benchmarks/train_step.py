@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from napari_care_losses.care_model import build_care, care_config  # noqa: E402
 from napari_care_losses.config import TrainConfig, versions  # noqa: E402
 from napari_care_losses.losses import LossName, LossSpec  # noqa: E402
+from napari_care_losses.model_folder import WEIGHTS_BEST  # noqa: E402
 from napari_care_losses.settings import resolve_precision  # noqa: E402
 
 
@@ -94,7 +95,9 @@ def time_variants(cfg: TrainConfig, steps: int, repeats: int) -> dict[str, float
 
 
 def time_prediction(cfg: TrainConfig, size: int, tile: int, repeats: int) -> dict[str, float]:
-    """Seconds to restore one ``size``² frame: CSBDeep ``predict`` vs ours (same tiles)."""
+    """Seconds to restore one ``size``² frame with the same tiles: CSBDeep's ``predict`` on
+    the study network (5x5, float32) against ours on the study network and on the fast
+    preset's (``cfg``'s kernel), float32 and bfloat16."""
     import contextlib
     import io
 
@@ -106,14 +109,19 @@ def time_prediction(cfg: TrainConfig, size: int, tile: int, repeats: int) -> dic
     img = np.random.default_rng(1).random((size, size), dtype=np.float32)
     tiles = auto_tiles(img.shape, tile)
     norm = PercentileNormalizer(cfg.norm_pmin, cfg.norm_pmax, do_after=True)
+    k = cfg.unet_kern_size
     with tempfile.TemporaryDirectory() as tmp:
-        c = replace(cfg, precision="float32")
-        m = build_care(c, "m", Path(tmp))
-        m.keras_model.save_weights(str(Path(tmp) / "m" / "weights_best.h5"))
+        for name, kern in (("study", 5), ("fast", k)):
+            m = build_care(replace(cfg, precision="float32", unet_kern_size=kern), name,
+                           Path(tmp))
+            m.keras_model.save_weights(str(Path(tmp) / name / WEIGHTS_BEST))
         with contextlib.redirect_stdout(io.StringIO()):
-            models = {"csbdeep predict (float32)": CARE(None, "m", basedir=tmp),
-                      "ours float32": build_care(None, "m", Path(tmp)),
-                      "ours bfloat16": build_care(None, "m", Path(tmp), precision="bfloat16")}
+            models = {"csbdeep predict, study network 5x5 float32": CARE(None, "study",
+                                                                       basedir=tmp),
+                      "ours, study network 5x5 float32": build_care(None, "study", Path(tmp)),
+                      f"ours, fast preset {k}x{k} float32": build_care(None, "fast", Path(tmp)),
+                      f"ours, fast preset {k}x{k} bfloat16": build_care(
+                          None, "fast", Path(tmp), precision="bfloat16")}
         times: dict[str, list[float]] = {k: [] for k in models}
         for r in range(repeats + 1):
             for name, model in models.items():
@@ -132,6 +140,7 @@ def main() -> None:
     ap.add_argument("--predict-size", type=int, default=2048)
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--per-loss", action="store_true", help="also time every loss")
+    ap.add_argument("--predict-only", action="store_true", help="skip the training steps")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_step.json"))
     args = ap.parse_args()
     cfg = TrainConfig(loss=LossSpec.create("laplace"), patch_size=64, batch_size=16,
@@ -141,15 +150,17 @@ def main() -> None:
           f"{cfg.batch_size} of {cfg.patch_size}x{cfg.patch_size}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"precision auto = {resolve_precision('auto')}\n", flush=True)
-    steps = time_variants(cfg, args.steps, args.repeats)
-    ref = steps["csbdeep 5x5 float32"]
-    print("| network | s/step | speed-up vs CSBDeep 5x5 float32 |\n| --- | ---: | ---: |")
-    for name, s in steps.items():
-        print(f"| {name} | {s:.4f} | {ref / s:.2f}x |", flush=True)
+    steps, ref = {}, float("nan")
+    if not args.predict_only:
+        steps = time_variants(cfg, args.steps, args.repeats)
+        ref = steps["csbdeep 5x5 float32"]
+        print("| network | s/step | speed-up vs CSBDeep 5x5 float32 |\n| --- | ---: | ---: |")
+        for name, s in steps.items():
+            print(f"| {name} | {s:.4f} | {ref / s:.2f}x |", flush=True)
     pred = time_prediction(cfg, args.predict_size, args.tile_size, max(1, args.repeats - 1))
-    pref = pred["csbdeep predict (float32)"]
-    print(f"\n| restore one {args.predict_size}² frame, tiles <= {args.tile_size} px, 5x5 "
-          "net | seconds | speed-up |\n| --- | ---: | ---: |")
+    pref = pred["csbdeep predict, study network 5x5 float32"]
+    print(f"\n| restore one {args.predict_size}² frame, tiles <= {args.tile_size} px "
+          "| seconds | speed-up |\n| --- | ---: | ---: |")
     for name, s in pred.items():
         print(f"| {name} | {s:.2f} | {pref / s:.2f}x |")
     result = {"config": cfg.to_dict(), "steps": args.steps, "repeats": args.repeats,
@@ -157,6 +168,7 @@ def main() -> None:
               "precision_auto": resolve_precision("auto"),
               "seconds_per_step": steps, "speedup_vs_csbdeep": {k: ref / v for k, v in
                                                                 steps.items()},
+              "predict_speedup_vs_csbdeep": {k: pref / v for k, v in pred.items()},
               "predict_seconds": pred, "predict_size": args.predict_size,
               "tile_size": args.tile_size}
     if args.per_loss:
