@@ -13,6 +13,7 @@ from collections.abc import Generator, Sequence
 
 import numpy as np
 
+from ..data import normalize
 from ..metrics import Score, affine_fit, normalize_gt, score
 from ..restore_engine import MethodSpec
 
@@ -72,9 +73,7 @@ def error_map(image: np.ndarray, gt: np.ndarray) -> np.ndarray:
 def spectrum_input(img: np.ndarray, gt: np.ndarray | None) -> np.ndarray:
     """A frame in comparable units for spectra: fitted to the normalised gt, else normalised."""
     if gt is None:
-        from csbdeep.utils import normalize
-
-        return normalize(np.asarray(img, np.float32), 2.0, 99.8, clip=False)
+        return normalize(img)  # the core's percentile normalisation (2 / 99.8 %)
     gt_n = normalize_gt(gt)
     return gt_n if img is gt else affine_fit(img, gt_n)
 
