@@ -37,28 +37,40 @@ from napari_care_losses.model_folder import WEIGHTS_BEST  # noqa: E402
 from napari_care_losses.settings import resolve_precision  # noqa: E402
 
 
-def time_losses(cfg: TrainConfig, steps: int, repeats: int) -> dict[str, float]:
-    """Median seconds per ``train_on_batch`` step for each loss (same net, same batch)."""
+def _batch(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic training batch (noisy target) of ``cfg``'s size."""
     rng = np.random.default_rng(0)
     x = rng.random((cfg.batch_size, cfg.patch_size, cfg.patch_size, 1), dtype=np.float32)
-    y = x + rng.normal(0, 0.1, x.shape).astype(np.float32)
-    models = {}
+    return x, x + rng.normal(0, 0.1, x.shape).astype(np.float32)
+
+
+def _interleaved_steps(nets: dict, x, y, steps: int, repeats: int,
+                       warmup: int = 2) -> dict[str, float]:
+    """Median s/step of each Keras model, rounds interleaved so drift hits all alike."""
+    for net in nets.values():
+        for _ in range(warmup):  # trace and warm up
+            net.train_on_batch(x, y)
+    times: dict[str, list[float]] = {k: [] for k in nets}
+    for _ in range(repeats):
+        for name, net in nets.items():
+            t = time.perf_counter()
+            for _ in range(steps):
+                net.train_on_batch(x, y)
+            times[name].append((time.perf_counter() - t) / steps)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def time_losses(cfg: TrainConfig, steps: int, repeats: int) -> dict[str, float]:
+    """Median seconds per ``train_on_batch`` step for each loss (same net, same batch)."""
+    x, y = _batch(cfg)
+    nets = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in LossName:
             m = build_care(replace(cfg, loss=LossSpec.create(name)), name.value.replace("+", "_"),
                            Path(tmp))
             m.prepare_for_training()
-            for _ in range(3):  # trace and warm up
-                m.keras_model.train_on_batch(x, y)
-            models[name.value] = m
-        times: dict[str, list[float]] = {k: [] for k in models}
-        for _ in range(repeats):
-            for name, m in models.items():
-                t = time.perf_counter()
-                for _ in range(steps):
-                    m.keras_model.train_on_batch(x, y)
-                times[name].append((time.perf_counter() - t) / steps)
-    return {k: float(np.median(v)) for k, v in times.items()}
+            nets[name.value] = m.keras_model
+        return _interleaved_steps(nets, x, y, steps, repeats, warmup=3)
 
 
 VARIANTS = [(p, k) for p in ("float32", "bfloat16") for k in (3, 5)]
@@ -68,9 +80,7 @@ def time_variants(cfg: TrainConfig, steps: int, repeats: int) -> dict[str, float
     """Median s/step of plain CSBDeep (5x5 float32) and ours per (precision, kernel)."""
     from csbdeep.models import CARE
 
-    rng = np.random.default_rng(0)
-    x = rng.random((cfg.batch_size, cfg.patch_size, cfg.patch_size, 1), dtype=np.float32)
-    y = x + rng.normal(0, 0.1, x.shape).astype(np.float32)
+    x, y = _batch(cfg)
     nets = {}
     with tempfile.TemporaryDirectory() as tmp:
         plain = CARE(care_config(replace(cfg, unet_kern_size=5)), "plain", basedir=tmp)
@@ -81,17 +91,7 @@ def time_variants(cfg: TrainConfig, steps: int, repeats: int) -> dict[str, float
             m = build_care(c, f"{prec}_{k}", Path(tmp))
             m.prepare_for_training()
             nets[f"ours {k}x{k} {prec}"] = m.keras_model
-        for net in nets.values():
-            for _ in range(2):  # trace and warm up
-                net.train_on_batch(x, y)
-        times: dict[str, list[float]] = {k: [] for k in nets}
-        for _ in range(repeats):
-            for name, net in nets.items():
-                t = time.perf_counter()
-                for _ in range(steps):
-                    net.train_on_batch(x, y)
-                times[name].append((time.perf_counter() - t) / steps)
-    return {k: float(np.median(v)) for k, v in times.items()}
+        return _interleaved_steps(nets, x, y, steps, repeats)
 
 
 def time_prediction(cfg: TrainConfig, size: int, tile: int, repeats: int) -> dict[str, float]:

@@ -119,15 +119,15 @@ def cmd_evaluate(args) -> int:
     specs += [MethodSpec.for_baseline(b, args.strength) for b in args.baseline or []]
     calibration = None
     if args.calibrate and args.strength is None and args.baseline:
-        c_low, c_high = open_pair(*args.calibrate)
-        n = min(args.calibration_frames, c_low.n_frames)
-        release((c_low, None), (c_high, None))
-        calibration = Calibration(args.calibrate[0], args.calibrate[1], tuple(range(n)),
-                                  Path(args.calibrate[0]).name)
+        calibration = Calibration.first_frames(*args.calibrate, args.calibration_frames,
+                                               Path(args.calibrate[0]).name)
     low, high = open_pair(args.low, args.high)
     try:
-        methods = {"Input": score_stack(low.to_array(), high.to_array(), args.metric,
-                                        args.data_range)}
+        try:
+            methods = {"Input": score_stack(low.to_array(), high.to_array(), args.metric,
+                                            args.data_range)}
+        except ValueError as exc:  # e.g. a constant ground-truth frame: name the file
+            raise DataError(f"{high.name}: {exc}") from None
         results = restore_all_or_raise(specs, low, high, calibration=calibration,
                                        scorer=scorer, log=lambda m: print(m, flush=True))
     finally:

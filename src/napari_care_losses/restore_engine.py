@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from .baselines import BASELINE_LABELS, Baseline, parse_baseline
-from .data import FrameStack, as_stack, release
+from .data import FrameStack, as_stack, open_pair, release
 from .losses import LossName
 from .metrics import Score, score
 
@@ -46,6 +46,17 @@ class Calibration:
     high: object
     frames: tuple[int, ...] = (0,)
     source: str = "calibration pair"
+
+    @classmethod
+    def first_frames(cls, low, high, n: int, source: str | None = None) -> Calibration:
+        """Calibrate on the first ``n`` frames of a pair (fewer if it has fewer); the pair
+        is checked (it must pair) and closed again."""
+        lows, highs = open_pair(low, high)
+        try:
+            count = min(int(n), lows.n_frames)
+        finally:
+            release((lows, low), (highs, high))
+        return cls(low, high, tuple(range(count)), source or str(low))
 
     def describe(self) -> str:
         frames = ", ".join(str(f) for f in self.frames)

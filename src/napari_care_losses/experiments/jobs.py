@@ -198,13 +198,8 @@ def _method(job: ScoreJob):
             "model_run": folder.data_info.get("run_id")}
     calibration = None
     if job.factor is None:
-        from ..data import as_stack
-
-        c_low, c_high = job.calibration.paths()
-        stack = as_stack(c_low)
-        n = min(job.calibration_frames, stack.n_frames)
-        stack.close()
-        calibration = Calibration(c_low, c_high, tuple(range(n)), str(c_low))
+        calibration = Calibration.first_frames(*job.calibration.paths(),
+                                               job.calibration_frames)
     return MethodSpec.for_baseline(job.baseline, job.factor), calibration, {
         "baseline": job.baseline, "calibrated": job.factor is None}
 
