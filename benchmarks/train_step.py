@@ -11,6 +11,9 @@ with ours in float32 and bfloat16 (the same float32-trained weights), interleave
 
 Part 3 (``--per-loss``): seconds per step for every registered loss (same network).
 
+Part 4 (``--networks D,F,K,B ...``): only seconds per step of float32 networks of other depth,
+first filters, kernel and batch (interleaved).
+
 Usage:  python benchmarks/train_step.py [--steps 10 --repeats 3 --per-loss]
 Prints tables and writes ``benchmarks/results/train_step.json``.
 """
@@ -46,18 +49,39 @@ def _batch(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def _interleaved_steps(nets: dict, x, y, steps: int, repeats: int,
                        warmup: int = 2) -> dict[str, float]:
-    """Median s/step of each Keras model, rounds interleaved so drift hits all alike."""
-    for net in nets.values():
+    """Median s/step of each Keras model, rounds interleaved so drift hits all alike.
+    ``x``/``y``: one batch for all, or a dict of batches by model name."""
+    def batch(name):
+        return (x[name], y[name]) if isinstance(x, dict) else (x, y)
+
+    for name, net in nets.items():
         for _ in range(warmup):  # trace and warm up
-            net.train_on_batch(x, y)
+            net.train_on_batch(*batch(name))
     times: dict[str, list[float]] = {k: [] for k in nets}
     for _ in range(repeats):
         for name, net in nets.items():
+            xb, yb = batch(name)
             t = time.perf_counter()
             for _ in range(steps):
-                net.train_on_batch(x, y)
+                net.train_on_batch(xb, yb)
             times[name].append((time.perf_counter() - t) / steps)
     return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def time_networks(cfg: TrainConfig, specs: list[str], steps: int,
+                  repeats: int) -> dict[str, float]:
+    """Median s/step of float32 networks ``"DEPTH,FIRST,KERNEL,BATCH"`` (interleaved)."""
+    nets, xs, ys = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in specs:
+            d, f, k, b = (int(v) for v in spec.split(","))
+            c = replace(cfg, unet_n_depth=d, unet_n_first=f, unet_kern_size=k, batch_size=b,
+                        precision="float32")
+            name = f"depth {d}, {f} filters, {k}x{k}, batch {b}"
+            m = build_care(c, spec.replace(",", "_"), Path(tmp))
+            m.prepare_for_training()
+            nets[name], (xs[name], ys[name]) = m.keras_model, _batch(c)
+        return _interleaved_steps(nets, xs, ys, steps, repeats)
 
 
 def time_losses(cfg: TrainConfig, steps: int, repeats: int) -> dict[str, float]:
@@ -141,6 +165,8 @@ def main() -> None:
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--per-loss", action="store_true", help="also time every loss")
     ap.add_argument("--predict-only", action="store_true", help="skip the training steps")
+    ap.add_argument("--networks", nargs="+", metavar="DEPTH,FIRST,KERNEL,BATCH",
+                    help="only time these float32 networks (s/step and per 16 patches)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_step.json"))
     args = ap.parse_args()
     cfg = TrainConfig(loss=LossSpec.create("laplace"), patch_size=64, batch_size=16,
@@ -150,6 +176,18 @@ def main() -> None:
           f"{cfg.batch_size} of {cfg.patch_size}x{cfg.patch_size}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"precision auto = {resolve_precision('auto')}\n", flush=True)
+    if args.networks:
+        nets = time_networks(cfg, args.networks, args.steps, args.repeats)
+        print("| network | s/step | s per 16 patches |\n| --- | ---: | ---: |")
+        for name, sec in nets.items():
+            b = int(name.rsplit(" ", 1)[1])
+            print(f"| {name} | {sec:.4f} | {sec * 16 / b:.4f} |", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"seconds_per_step": nets, "steps": args.steps,
+                                        "repeats": args.repeats, "cpus": os.cpu_count(),
+                                        "versions": versions()}, indent=2))
+        print(f"\nwrote {args.out}")
+        return
     steps, ref = {}, float("nan")
     if not args.predict_only:
         steps = time_variants(cfg, args.steps, args.repeats)

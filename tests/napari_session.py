@@ -125,7 +125,7 @@ def run_session(s: Session, args) -> None:
         widget.run_finished.connect(lambda: finished.append(1))
         t0 = time.monotonic()
         widget.restore()
-        s.check(f"{tag}: run started", widget.is_running, widget.status.text())
+        s.check(f"{tag}: run started", widget.is_running, widget.message())
         if kill:
             started = wait_until(lambda: widget._process.pid is not None
                                  and widget.progress.value() >= 1, args.timeout)
@@ -135,7 +135,7 @@ def run_session(s: Session, args) -> None:
                 os.kill(pid, signal.SIGKILL)
         done = wait_until(lambda: finished and not widget.is_running, args.timeout)
         seconds = time.monotonic() - t0
-        s.check(f"{tag}: run_finished within {args.timeout:.0f} s", done, widget.status.text())
+        s.check(f"{tag}: run_finished within {args.timeout:.0f} s", done, widget.message())
         pump(0.3)
         return seconds
 
@@ -146,7 +146,7 @@ def run_session(s: Session, args) -> None:
                 "tensorflow" not in sys.modules and "keras" not in sys.modules,
                 [m for m in ("tensorflow", "keras") if m in sys.modules])
         s.check(f"{tag}: every method restored", set(methods) <= set(widget.results),
-                f"{sorted(widget.results)}; status {widget.status.text()!r}")
+                f"{sorted(widget.results)}; status {widget.message()!r}")
         s.check(f"{tag}: grid mode", viewer.canvas.grid.enabled)
         inp, gt = widget.input_layer(), widget.gt_layer()
         panels = [lyr for lyr in viewer.layers if lyr.visible]
@@ -191,6 +191,9 @@ def run_session(s: Session, args) -> None:
         step = viewer.dims.current_step[axis]
         s.check(f"{tag}: frame slider kept inside the compared stacks",
                 step <= n_test - 1, f"asked {n_train - 1}, at {step}, {n_test} frames")
+        span = viewer.dims.range[axis]
+        s.check(f"{tag}: frame slider spans the compared stacks only",
+                span.stop == span.start + (n_test - 1) * span.step, f"{span}, {n_test} frames")
         check_label_fit(tag)
 
     def check_label_fit(tag: str) -> None:
@@ -217,7 +220,7 @@ def run_session(s: Session, args) -> None:
         check_state(f"run {i}")
 
     s.info["seconds"]["run3_killed"] = restore("run 3 (child killed)", kill=True)
-    status = widget.status.text()
+    status = widget.message()
     s.info["status_after_kill"] = status
     s.check("run 3: the dock reports the killed child", "ended by signal 9" in status, status)
     s.check("run 3: napari alive after the kill", viewer.window._qt_window.isVisible())
@@ -227,8 +230,8 @@ def run_session(s: Session, args) -> None:
     s.info["seconds"]["run4"] = restore("run 4")
     check_state("run 4")
     s.check("run 4: status reports all methods",
-            f"restored with {len(methods)} of {len(methods)}" in widget.status.text(),
-            widget.status.text())
+            f"restored with {len(methods)} of {len(methods)}" in widget.message(),
+            widget.message())
     train_in_the_dock(s, viewer, args)
     widget.stop()
     REGISTRY.clear()

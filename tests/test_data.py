@@ -98,3 +98,17 @@ def test_make_patches_reads_each_frame_once():
     p = make_patches(low, high, patch_size=32, patches_per_image=2, seed=0)
     assert len(p.X) + len(p.X_val) == 24
     assert sorted(reads) == sorted(list(range(12)) * 2)
+
+
+def test_dihedral_augmenter_moves_input_and_target_alike():
+    from napari_care_losses.data import dihedral_augmenter
+
+    x = np.arange(16, dtype=np.float32).reshape(4, 4, 1)
+    augment = dihedral_augmenter(seed=3)
+    seen = set()
+    for _ in range(200):
+        ax, ay = augment(x, 10 * x + 1)
+        assert ax.shape == x.shape and np.array_equal(ay, 10 * ax + 1)
+        seen.add(ax.tobytes())
+    assert len(seen) == 8  # every flip/rotation of the square, and nothing else
+    assert all(sorted(np.frombuffer(b, np.float32)) == list(range(16)) for b in seen)

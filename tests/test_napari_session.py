@@ -58,6 +58,7 @@ def test_napari_session_restore_twice_kill_child_restore_again(tmp_path):
     for tag in ("run 1", "run 2", "run 4"):  # each restore was checked, not skipped
         assert f"{tag}: no TensorFlow in napari's process" in names
         assert f"{tag}: frame slider kept inside the compared stacks" in names
+        assert f"{tag}: frame slider spans the compared stacks only" in names
         assert f"{tag}: every label fits its panel" in names
         for t in range(report["frames"]["held_out"]):
             assert f"{tag}: frame {t}: every panel has data and the label of its frame" in names

@@ -165,3 +165,15 @@ def test_minutes_budget_stops_within_ten_percent(tiny_patches, tmp_path):
     meta = json.loads((events[-1].model_dir / META_FILE).read_text())
     assert meta["status"] == "finished" and meta["budget"]["step_s"] > 0
     assert events[-1].best_val_loss == min(e.val_loss for e in epochs)
+
+
+def test_docs_settings_table_is_the_records():
+    from pathlib import Path
+
+    from napari_care_losses.settings import settings_table
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "settings.md").read_text()
+    table = settings_table()
+    assert table in doc, "docs/settings.md is stale: python -m napari_care_losses.settings"
+    assert table.count("\n") == len(SETTINGS) + 2
+    assert all(f"| `{s.name}` | `{s.flag}` |" in table for s in SETTINGS)

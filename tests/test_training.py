@@ -134,3 +134,17 @@ def test_a_finished_model_leaves_no_graph_state_behind(tiny_patches, tmp_path):
         assert {k for k in registry if k.startswith("CustomGradient-")} <= before
         load_model(done.model_dir)  # still a complete model
     assert not list(tmp_path.rglob("*.saving.h5"))
+
+
+def test_tiles_skip_keras_predict_pipeline_with_the_same_output(tmp_path):
+    """CSBDeep calls ``keras_model.predict`` per tile; ours runs ``predict_on_batch``."""
+    from napari_care_losses.care_model import build_care
+
+    care = build_care(tiny_config("laplace"), "lean", tmp_path)
+    net = care.keras_model
+    x = np.random.default_rng(0).random((1, 48, 40, 1), dtype=np.float32)
+    assert getattr(net.predict, "__self__", None) is None  # not Keras' bound method
+    reference = type(net).predict(net, x, verbose=0)  # Keras' own predict
+    np.testing.assert_allclose(net.predict(x, verbose=0), reference, rtol=1e-5, atol=1e-6)
+    restored = care.predict(x[0, ..., 0], "YX")
+    assert restored.shape == (48, 40) and np.isfinite(restored).all()

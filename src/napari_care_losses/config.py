@@ -27,6 +27,7 @@ class TrainConfig:
     steps_per_epoch: int = _d("steps_per_epoch")
     batch_size: int = _d("batch_size")
     learning_rate: float = _d("learning_rate")
+    augment: str = _d("augment")  # none, flips (flips and 90° rotations)
     seed: int = _d("seed")
     unet_n_depth: int = _d("unet_n_depth")
     unet_n_first: int = _d("unet_n_first")
@@ -66,6 +67,7 @@ class TrainConfig:
             raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
         kwargs = dict(data)
         kwargs.setdefault("precision", "float32")  # folders from before precision existed
+        kwargs.setdefault("augment", "none")  # ... and before augmentation
         if "loss" in kwargs:
             loss = kwargs["loss"]
             kwargs["loss"] = (LossSpec.create(loss) if isinstance(loss, str)

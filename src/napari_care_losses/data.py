@@ -6,7 +6,7 @@ memory whole: only the training patches that were asked for do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -208,6 +208,22 @@ class PatchData:
     def __repr__(self) -> str:
         return (f"PatchData(train={len(self.X)}, val={len(self.X_val)}, "
                 f"patch={self.X.shape[1]}x{self.X.shape[2]})")
+
+
+def dihedral_augmenter(seed: int = 0) -> Callable[[np.ndarray, np.ndarray],
+                                                  tuple[np.ndarray, np.ndarray]]:
+    """A CSBDeep ``augmenter``: one of the 8 symmetries of the square (flips and 90°
+    rotations), drawn at random, applied to a ``(Y, X, C)`` patch pair alike."""
+    rng = np.random.default_rng(seed)
+
+    def augment(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k, flip = int(rng.integers(4)), bool(rng.integers(2))
+        x, y = np.rot90(x, k, axes=(0, 1)), np.rot90(y, k, axes=(0, 1))
+        if flip:
+            x, y = x[:, ::-1], y[:, ::-1]
+        return x, y
+
+    return augment
 
 
 def make_patches(

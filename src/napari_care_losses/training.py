@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .care_model import build_care
 from .config import TrainConfig, versions
-from .data import PatchData
+from .data import PatchData, dihedral_augmenter
 from .model_folder import META_FILE, write_meta
 from .training_budget import WARMUP_STEPS, plan_budget
 from .training_memory import training_ended, training_started
@@ -174,8 +174,9 @@ def _fit(model, patches: PatchData, cfg: TrainConfig, callback) -> dict[str, lis
     keras.utils.set_random_seed(cfg.seed)
     if not model._model_prepared:
         model.prepare_for_training()
+    augmenter = dihedral_augmenter(cfg.seed) if cfg.augment == "flips" else None
     data = DataWrapper(patches.X, patches.Y, cfg.batch_size,
-                       length=cfg.epochs * cfg.steps_per_epoch)
+                       length=cfg.epochs * cfg.steps_per_epoch, augmenter=augmenter)
     history = model.keras_model.fit(
         iter(data), validation_data=(patches.X_val, patches.Y_val), epochs=cfg.epochs,
         steps_per_epoch=cfg.steps_per_epoch, callbacks=[*model.callbacks, callback], verbose=0,

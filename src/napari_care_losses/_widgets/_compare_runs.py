@@ -23,9 +23,22 @@ from ..restore_engine import (
 from ..restore_files import FileWritten, tiff_files
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, score_many
+from ._event_pacer import EventPacer
 
 #: Seconds between frame-progress updates of the dock.
 PROGRESS_S = 0.5
+#: The progress bar's text between runs.
+FRAMES_FORMAT = "%v / %m frames"
+
+
+class _Failure:
+    """The worker's exception, queued behind the events it raised after."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+_END = object()  # the worker has finished
 
 
 class CompareRuns:
@@ -53,19 +66,37 @@ class CompareRuns:
         self.progress.setRange(0, len(specs) * len(low))
         self.progress.setValue(0)
         self._set_running(True)
-        self._say("starting the restore process…" if self._process.pid is None
-                  else "restoring…")
+        # progress goes to the bar's text: a new status text re-lays the dock out, which
+        # costs napari several repaints (see _event_pacer)
+        self.progress.setFormat("restoring · %v/%m frames")
+        self._say("starting the restore process…" if self._process.pid is None else "")
         self._start_run(self._process.run, specs, low, gt, cal, self._stop)
 
     def _start_run(self, job, *args) -> None:
-        """Run a :class:`RestoreProcess` job in a worker thread; events come to
-        :meth:`_on_event`, the end to :meth:`_end_run`."""
+        """Run a :class:`RestoreProcess` job in a worker thread; its events, an error and
+        the end come, in order and paced (:class:`._event_pacer.EventPacer`), to
+        :meth:`_on_event`, :meth:`_on_error` and :meth:`_end_run`."""
+        if getattr(self, "_pacer", None) is None:
+            self._pacer = EventPacer(self._paced, parent=self)
         worker = create_worker(job, *args, _ignore_errors=True)
-        worker.yielded.connect(self._on_event)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._end_run)
+        worker.yielded.connect(self._pacer.push)
+        worker.errored.connect(lambda exc: self._pacer.push(_Failure(exc)))
+        worker.finished.connect(self._finish_run)
         self._worker = worker
         worker.start()
+
+    def _finish_run(self) -> None:
+        """The worker is done: hand over what is queued and end the run now."""
+        self._pacer.push(_END)
+        self._pacer.flush()
+
+    def _paced(self, item) -> None:
+        if item is _END:
+            self._end_run()
+        elif isinstance(item, _Failure):
+            self._on_error(item.exc)
+        else:
+            self._on_event(item)
 
     def stop(self) -> None:
         """Stop after the current frame; finished methods stay, the current one is dropped."""
@@ -81,8 +112,14 @@ class CompareRuns:
             return  # frame progress at most every PROGRESS_S: each repaint costs napari
         if isinstance(ev, MethodStarted):
             run["current"] = ev.name
-            self._say(f"{ev.name}: starting (method {ev.index + 1} of {ev.n_methods})"
-                      + (f" · {ev.note}" if ev.note else ""))
+            if run.get("files"):
+                self._say(f"{ev.name}: starting (file {ev.index + 1} of {run['total']})")
+            else:
+                name = ev.name if len(ev.name) <= 30 else ev.name[:29] + "…"
+                self.progress.setFormat(f"{name} · method {ev.index + 1}/{ev.n_methods}"
+                                        " · %v/%m frames")
+            if ev.note:
+                self._say(f"{ev.name}: {ev.note}")
         elif isinstance(ev, FrameDone) and run.get("files"):
             self.progress.setRange(0, ev.n_frames)
             self.progress.setValue(ev.frame + 1)
@@ -92,8 +129,6 @@ class CompareRuns:
             run["done"].append(ev.image)
         elif isinstance(ev, FrameDone):
             self.progress.setValue(ev.index * ev.n_frames + ev.frame + 1)
-            self._say(f"{ev.name}: frame {ev.frame + 1}/{ev.n_frames} "
-                      f"(method {ev.index + 1} of {run['total']})")
         elif isinstance(ev, MethodDone):
             self.progress.setValue((ev.index + 1) * run["n"])
             self._on_method_done(ev.result)
@@ -130,6 +165,7 @@ class CompareRuns:
     def _end_run(self) -> None:
         self._worker = None
         self._set_running(False)
+        self.progress.setFormat(FRAMES_FORMAT)
         run, self._run = self._run, {}
         if run:
             done, failed = run["done"], run["failed"]
@@ -147,9 +183,12 @@ class CompareRuns:
             text = "; ".join(parts) + "."
             if failed:
                 text += "\n" + "\n".join(failed)
-            self._say(text, error=bool(failed))
-            if not self._stop.is_set() and not failed:
+            if self._stop.is_set() or failed or run.get("files"):
+                self._say(text, error=bool(failed))
+            else:  # a plain success: said by the bar, the status text stays as it is
+                self.progress.setFormat(f"{text[:-1]} · %v/%m frames")
                 self.progress.setValue(self.progress.maximum())
+                self._say("")
         self._stop.clear()
         if not self.rescore():
             self.run_finished.emit()

@@ -158,6 +158,7 @@ class CompareView:
         layers while the grid is on (the others come back when it is off), refresh texts."""
         if not self.w.results:  # nothing to compare yet: leave the user's layers alone
             self._show_hidden()
+            self.w.fit_frame_range()
             self.update_overlays()
             return
         panels = self.panel_layers()
@@ -181,6 +182,7 @@ class CompareView:
         if n_panels != self._n_panels:
             self._n_panels = n_panels
             self.viewer.reset_view()
+        self.w.fit_frame_range()
         self.update_overlays()
 
     def _show_hidden(self) -> None:

@@ -41,7 +41,7 @@ from ..restore_engine import (
 from ..restore_process import RestoreProcess
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, STRENGTH_DEFAULT, as_frames
-from ._compare_runs import CompareRuns
+from ._compare_runs import FRAMES_FORMAT, CompareRuns
 from ._compare_view import CompareView
 from ._layers import image_problem, matching_pair, partner_problem
 from ._metrics_table import MetricsTable
@@ -64,6 +64,7 @@ class CompareWidget(CompareRuns, QWidget):
         self._stop = threading.Event()
         self._worker = None
         self._run: dict = {}
+        self._full_range = None  # napari's frame range while the grid narrows it
         self._specs: dict[str, MethodSpec] = {}
         self._process = RestoreProcess()  # started on the first Restore, then kept warm
         self._build_ui()
@@ -87,8 +88,8 @@ class CompareWidget(CompareRuns, QWidget):
         self.strength_combo.addItems([STRENGTH_DEFAULT, STRENGTH_CALIBRATE])
         self.restore_button, self.stop_button = QPushButton("Restore"), QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m frames")
+        self.progress = _ProgressBar()
+        self.progress.setFormat(FRAMES_FORMAT)
         self.status = QLabel("")
         self.status.setWordWrap(True)  # the whole message, never cut off
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -139,6 +140,7 @@ class CompareWidget(CompareRuns, QWidget):
                  (layers.inserted, self._refresh_layer_choices),
                  (layers.removed, self._refresh_layer_choices),
                  (self.viewer.dims.events.current_step, self._on_frame),
+                 (self.viewer.dims.events.range, self.fit_frame_range),
                  (self.viewer.canvas.grid.events.enabled, self._on_grid_changed)]
         for signal, slot in hooks:
             signal.connect(slot)
@@ -163,6 +165,24 @@ class CompareWidget(CompareRuns, QWidget):
             self.viewer.dims.set_current_step(axis, n - 1)  # re-enters with a valid frame
             return
         self.view.on_frame()
+
+    def fit_frame_range(self, event=None) -> None:
+        """While the grid compares results, the frame slider spans the compared stacks only
+        (napari spans every layer, hidden ones too); napari's own range comes back after."""
+        axis = L.frame_axis(self.viewer)
+        if axis is None:
+            return
+        dims, r = self.viewer.dims, self.viewer.dims.range[axis]
+        n = self.view.n_frames() if self.results and self.viewer.canvas.grid.enabled else 0
+        if n:
+            last = r.start + (n - 1) * r.step
+            if r.stop > last + 1e-9 * max(1.0, abs(r.step)):
+                self._full_range = r
+                dims.set_range(axis, (r.start, last, r.step))
+        elif self._full_range is not None:
+            full, self._full_range = self._full_range, None
+            if r.stop < full.stop:
+                dims.set_range(axis, tuple(full))
 
     def _on_grid_changed(self, event=None) -> None:
         """Follow napari's own grid button, so the checkbox tells the truth."""
@@ -320,7 +340,27 @@ class CompareWidget(CompareRuns, QWidget):
         """Cached per-frame scores of a table row (``None`` where not computed)."""
         return self.view.cached_scores(name)
 
+    def message(self) -> str:
+        """What the dock says now: the status text, else the progress bar's."""
+        return self.status.text() or self.progress.text()
+
     def _say(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #e0605a;" if error else "")
+        style = "color: #e0605a;" if error else ""
+        if self.status.styleSheet() != style:  # restyling re-polishes and re-lays out
+            self.status.setStyleSheet(style)
+        if self.status.text() != text:
+            self.status.setText(text)
+
+
+class _ProgressBar(QProgressBar):
+    """A progress bar whose ``setValue`` schedules its repaint with the window's next one.
+
+    QProgressBar repaints at once when its text changes, and with software OpenGL each
+    repaint recomposites the whole napari window; a scheduled repaint is merged with the
+    others of the same event-loop pass."""
+
+    def setValue(self, value: int) -> None:  # noqa: N802 - Qt API
+        self.setUpdatesEnabled(False)
+        super().setValue(value)
+        self.setUpdatesEnabled(True)  # schedules update()
 
