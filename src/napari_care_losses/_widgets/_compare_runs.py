@@ -23,7 +23,6 @@ from ..restore_engine import (
 from ..restore_files import FileWritten, tiff_files
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, score_many
-from ._event_pacer import EventPacer
 
 #: Seconds between frame-progress updates of the dock.
 PROGRESS_S = 0.5
@@ -76,8 +75,6 @@ class CompareRuns:
         """Run a :class:`RestoreProcess` job in a worker thread; its events, an error and
         the end come, in order and paced (:class:`._event_pacer.EventPacer`), to
         :meth:`_on_event`, :meth:`_on_error` and :meth:`_end_run`."""
-        if getattr(self, "_pacer", None) is None:
-            self._pacer = EventPacer(self._paced, parent=self)
         worker = create_worker(job, *args, _ignore_errors=True)
         worker.yielded.connect(self._pacer.push)
         worker.errored.connect(lambda exc: self._pacer.push(_Failure(exc)))
@@ -185,7 +182,7 @@ class CompareRuns:
                 text += "\n" + "\n".join(failed)
             if self._stop.is_set() or failed or run.get("files"):
                 self._say(text, error=bool(failed))
-            else:  # a plain success: said by the bar, the status text stays as it is
+            else:  # a plain success is said by the bar (the status text is left empty)
                 self.progress.setFormat(f"{text[:-1]} · %v/%m frames")
                 self.progress.setValue(self.progress.maximum())
                 self._say("")

@@ -43,6 +43,7 @@ from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, STRENGTH_DEFAULT, as_frames
 from ._compare_runs import FRAMES_FORMAT, CompareRuns
 from ._compare_view import CompareView
+from ._event_pacer import EventPacer
 from ._layers import image_problem, matching_pair, partner_problem
 from ._metrics_table import MetricsTable
 from .model_list import ask_model_path, is_package, unpack_package
@@ -67,6 +68,7 @@ class CompareWidget(CompareRuns, QWidget):
         self._full_range = None  # napari's frame range while the grid narrows it
         self._specs: dict[str, MethodSpec] = {}
         self._process = RestoreProcess()  # started on the first Restore, then kept warm
+        self._pacer = EventPacer(self._paced, parent=self)  # a run's events, in batches
         self._build_ui()
         self.view = CompareView(self)
         self._connect()
