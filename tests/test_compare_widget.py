@@ -81,10 +81,18 @@ def test_restore_grid_overlays_table_csv_uncertainty(dock, registry, qtbot, tmp_
     lap, fft = names(registry)
     assert widget.input_combo.currentText() == LOW  # guessed from the layer names
     assert widget.gt_combo.currentText() == HIGH
+    grid = viewer.canvas.grid
+    shapes = []  # the grid's shape whenever a result layer arrives in grid mode
+    viewer.layers.events.inserted.connect(
+        lambda e: shapes.append(grid.actual_shape(viewer.layers)) if grid.enabled else None)
     run(widget, qtbot, [fft, "TV", lap])  # ticking order does not matter
 
-    # grid mode, panels in the fixed order (layers[0] is the top-left panel)
+    # grid mode, panels in the fixed order (layers[0] is the top-left panel); the grid had
+    # its final shape from the first result on (napari rebuilds every panel on a change)
+    # and napari sizes it again after the run
     assert viewer.canvas.grid.enabled
+    assert shapes and set(shapes) == {(2, 3)} and grid.shape == (-1, -1)
+    assert grid.actual_shape(viewer.layers) == (2, 3)
     assert L.grid_panels(viewer) == [LOW, HIGH, lap, fft, "TV"]
     assert [lyr.name for lyr in viewer.layers] == [LOW, HIGH, lap, fft, "TV"]
     assert viewer.layers[lap].data.shape == low.shape
@@ -204,6 +212,9 @@ def test_stop_discards_the_method_in_progress(dock, qtbot):
     assert viewer.layers["TV"].data.shape == (12, *low.shape[1:])
     assert list(widget.results) == ["TV"]
     assert "discarded the partial NL-means" in widget.status.text()
+    # the grid planned for input + TV + NL-means; napari sizes it for the two panels shown
+    assert viewer.canvas.grid.shape == (-1, -1)
+    assert viewer.canvas.grid.actual_shape(viewer.layers) == (1, 2)
 
 
 def test_restore_files_from_the_dock(dock, qtbot, tmp_path):

@@ -1,5 +1,6 @@
 """The compare dock's event pacer: order kept, the first batch at once, later batches spaced
-in time, a batch ends when its handling budget is spent, flush hands over the rest."""
+in time, a batch ends when its handling budget is spent, the last event comes after the rest
+(at once when nothing waits)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_batches_keep_order_and_end_when_the_budget_is_spent(qtbot):
     assert delivered == [["a", "b", "slow c"], ["d", "slow e"], ["slow f"], ["g"]]
 
 
-def test_first_batch_at_once_then_spaced_and_flush(qtbot):
+def test_first_batch_at_once_then_spaced(qtbot):
     times: list[float] = []
     pacer = EventPacer(lambda ev: times.append(time.monotonic()), interval_ms=80,
                        budget_ms=0)  # one event per batch
@@ -44,9 +45,15 @@ def test_first_batch_at_once_then_spaced_and_flush(qtbot):
     qtbot.waitUntil(lambda: len(times) == 3, timeout=2000)
     assert times[0] - t0 < 0.05  # not held back
     assert float(np.diff(times).min()) >= 0.07
+
+
+def test_finish_waits_for_the_queue_in_pace_and_is_immediate_when_idle(qtbot):
     got: list = []
-    pacer = EventPacer(got.append, interval_ms=10_000, budget_ms=0)
-    for i in range(4):
+    pacer = EventPacer(got.append, interval_ms=60, budget_ms=0)  # one event per batch
+    for i in range(3):
         pacer.push(i)
-    pacer.flush()
-    assert got == [0, 1, 2, 3] and pacer.pending() == 0
+    pacer.finish("end")
+    assert got == []  # a backlog is not handed over in one go
+    qtbot.waitUntil(lambda: got == [0, 1, 2, "end"], timeout=2000)
+    pacer.finish("again")  # nothing waits: handed over at once
+    assert got[-1] == "again" and pacer.pending() == 0

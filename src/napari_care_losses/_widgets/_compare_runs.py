@@ -65,6 +65,7 @@ class CompareRuns:
         self.progress.setRange(0, len(specs) * len(low))
         self.progress.setValue(0)
         self._set_running(True)
+        self.view.pin_grid(specs)
         # progress goes to the bar's text: a new status text re-lays the dock out, which
         # costs napari several repaints (see _event_pacer)
         self.progress.setFormat("restoring · %v/%m frames")
@@ -83,9 +84,8 @@ class CompareRuns:
         worker.start()
 
     def _finish_run(self) -> None:
-        """The worker is done: hand over what is queued and end the run now."""
-        self._pacer.push(_END)
-        self._pacer.flush()
+        """The worker is done: end the run once the queued events are handed over."""
+        self._pacer.finish(_END)
 
     def _paced(self, item) -> None:
         if item is _END:
@@ -163,6 +163,7 @@ class CompareRuns:
         self._worker = None
         self._set_running(False)
         self.progress.setFormat(FRAMES_FORMAT)
+        self.view.unpin_grid()
         run, self._run = self._run, {}
         if run:
             done, failed = run["done"], run["failed"]

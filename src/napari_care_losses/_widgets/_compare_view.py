@@ -36,6 +36,7 @@ class CompareView:
         self._spectra: dict[tuple, RadialSpectrum] = {}
         self.spectrum = None
         self._table_args: tuple | None = None
+        self._pinned: tuple[int, int] | None = None  # grid shape fixed for a run
 
     # ------------------------------------------------------------------ rows and scores
 
@@ -184,6 +185,32 @@ class CompareView:
             self.viewer.reset_view()
         self.w.fit_frame_range()
         self.update_overlays()
+
+    def pin_grid(self, specs: list) -> None:
+        """Fix the grid's shape to the panels a run will fill, where napari sizes the grid
+        itself: napari rebuilds every panel when the grid gains a row or a column (about
+        0.3 s of its event loop with software OpenGL), which would otherwise happen as
+        results arrive. :meth:`unpin_grid` gives the shape back to napari."""
+        grid = self.viewer.canvas.grid
+        if tuple(grid.shape) != (-1, -1):
+            return  # the user chose a shape
+        uncertainty = self.w.uncertainty_check.isChecked()
+        new = [s for s in specs if L.find(self.viewer, s.name) is None]
+        n = len(self.panel_layers()) + len(new) + sum(s.probabilistic for s in new
+                                                      if uncertainty)
+        cols = int(np.ceil(np.sqrt(n)))
+        shape = (int(np.ceil(n / cols)), cols)
+        if grid.enabled and grid.actual_shape(self.viewer.layers) == shape:
+            return  # already that shape: setting it would only cost napari a redraw
+        self._pinned = grid.shape = shape
+
+    def unpin_grid(self) -> None:
+        grid = self.viewer.canvas.grid
+        if self._pinned is not None and tuple(grid.shape) == self._pinned:
+            grid.shape = (-1, -1)
+            if grid.enabled and grid.actual_shape(self.viewer.layers) != self._n_panels:
+                self.arrange()  # fewer results than planned (stopped, failed)
+        self._pinned = None
 
     def _show_hidden(self) -> None:
         for layer in list(self._hidden):

@@ -27,8 +27,8 @@ BUDGET_MS = 10
 class EventPacer(QObject):
     """Queue events (any objects) and pass them to ``handle`` in paced batches.
 
-    :meth:`push` is the slot for the worker's signals; :meth:`flush` hands over everything
-    left at once.
+    :meth:`push` is the slot for the worker's signals; :meth:`finish` queues the last event
+    (the end of a run), handed over at once when nothing else waits.
     """
 
     def __init__(self, handle: Callable[[object], None], interval_ms: int = INTERVAL_MS,
@@ -60,8 +60,12 @@ class EventPacer(QObject):
         if self._queue:
             self._timer.start(self._interval)
 
-    def flush(self) -> None:
-        """Hand over every queued event now."""
-        self._timer.stop()
-        while self._queue:
-            self._handle(self._queue.popleft())
+    def finish(self, event: object) -> None:
+        """Hand over ``event`` after everything queued: at once if nothing waits, else in
+        the batches' pace (handing a backlog over in one go would stall napari: a first
+        result layer costs napari half a second)."""
+        if self._queue:
+            self.push(event)
+        else:
+            self._timer.stop()
+            self._handle(event)
