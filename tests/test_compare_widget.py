@@ -217,6 +217,20 @@ def test_stop_discards_the_method_in_progress(dock, qtbot):
     assert viewer.canvas.grid.actual_shape(viewer.layers) == (1, 2)
 
 
+def test_new_results_are_inserted_in_panel_order(dock, qtbot):
+    """With another layer open after the pair, each new result goes straight to its place
+    in the layer list: napari redraws the canvas on every reorder, so none is needed."""
+    viewer, widget, low, high = dock
+    REGISTRY.clear()
+    viewer.add_image(low, name="other")
+    reorders = []
+    viewer.layers.events.reordered.connect(lambda e: reorders.append(1))
+    run(widget, qtbot, ["NL-means", "TV"])
+    assert [lyr.name for lyr in viewer.layers] == [LOW, HIGH, "TV", "NL-means", "other"]
+    assert L.grid_panels(viewer) == [LOW, HIGH, "TV", "NL-means"]  # "other" hidden
+    assert reorders == []
+
+
 def test_restore_files_from_the_dock(dock, qtbot, tmp_path):
     """Files on disk restored through the same child process, written whole."""
     import tifffile

@@ -34,8 +34,9 @@ def image_layers(viewer: napari.Viewer) -> list[Image]:
 
 
 def put_image(viewer: napari.Viewer, name: str, data: np.ndarray, like: Layer | None,
-              layer_role: str, method: str, **kwargs) -> Image:
-    """Add an image layer, or replace the data of the layer of the same name.
+              layer_role: str, method: str, index: int | None = None, **kwargs) -> Image:
+    """Add an image layer (at list ``index``; ``None``: on top), or replace the data of the
+    layer of the same name.
 
     ``like`` (the input layer) supplies scale/translate and the 2D-or-stack shape.
     """
@@ -56,8 +57,9 @@ def put_image(viewer: napari.Viewer, name: str, data: np.ndarray, like: Layer | 
     if layer is not None:
         viewer.layers.remove(layer)
     geometry = {"scale": like.scale, "translate": like.translate} if like is not None else {}
-    return viewer.add_image(data, name=name, metadata=meta, contrast_limits=limits,
-                            **geometry, **kwargs)
+    layer = Image(data, name=name, metadata=meta, contrast_limits=limits, **geometry, **kwargs)
+    viewer.layers.insert(len(viewer.layers) if index is None else index, layer)
+    return layer
 
 
 def remove(viewer: napari.Viewer, name: str) -> None:

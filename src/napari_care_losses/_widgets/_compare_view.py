@@ -8,6 +8,7 @@ method's result is replaced.
 from __future__ import annotations
 
 import weakref
+from functools import partial
 
 import numpy as np
 
@@ -102,7 +103,8 @@ class CompareView:
         self._spectra = {k: v for k, v in self._spectra.items() if k[0] != name}
         if result.scores is not None:
             self._scores[name] = dict(enumerate(result.scores))
-        L.put_image(self.viewer, name, result.image, self.w.input_layer(), "result", name)
+        L.put_image(self.viewer, name, result.image, self.w.input_layer(), "result", name,
+                    index=self._insert_index(name))
         self.update_uncertainty(self.w.uncertainty_check.isChecked(), arrange=False)
         if name in self._errors_on:
             self.set_error_map(name, True, arrange=False)
@@ -115,7 +117,7 @@ class CompareView:
             name = res.spec.name + L.UNCERTAINTY_SUFFIX
             if on and res.scale is not None:
                 L.put_image(self.viewer, name, res.scale, self.w.input_layer(), "uncertainty",
-                            res.spec.name, colormap="viridis")
+                            res.spec.name, index=self._insert_index(name), colormap="viridis")
             else:
                 L.remove(self.viewer, name)
         if arrange:
@@ -128,7 +130,7 @@ class CompareView:
         if on and gt is not None and stack is not None and stack.shape == gt.shape:
             self._errors_on.add(name)
             L.put_image(self.viewer, layer_name, error_map(stack, gt), self.w.input_layer(),
-                        "error", name, colormap="magma")
+                        "error", name, index=self._insert_index(layer_name), colormap="magma")
             errs = [lyr for lyr in self.viewer.layers if L.role(lyr) == "error"]
             hi = max(float(np.percentile(np.asarray(e.data), 99.5)) for e in errs)
             for e in errs:  # one scale for all error maps, so they compare
@@ -140,19 +142,34 @@ class CompareView:
         if arrange:
             self.arrange()
 
-    def panel_layers(self) -> list:
-        """Layers of the comparison in panel order; derived maps follow their source."""
-        def with_derived(name: str) -> list:
-            names = [name, name + L.UNCERTAINTY_SUFFIX, name + L.ERROR_SUFFIX]
-            return [L.find(self.viewer, n) for n in names]
-
+    def panel_names(self) -> list[str]:
+        """Names of the comparison's layers in panel order (those that exist or may come);
+        derived maps follow their source."""
         inp, gt = self.w.input_layer(), self.w.gt_layer()
-        out = [inp, gt]
+        names = [lyr.name for lyr in (inp, gt) if lyr is not None]
         if inp is not None:
-            out.append(L.find(self.viewer, self.input_key() + L.ERROR_SUFFIX))
+            names.append(self.input_key() + L.ERROR_SUFFIX)
         for res in sorted(self.w.results.values(), key=lambda r: r.spec.rank):
-            out += with_derived(res.spec.name)
-        return [lyr for lyr in out if lyr is not None]
+            name = res.spec.name
+            names += [name, name + L.UNCERTAINTY_SUFFIX, name + L.ERROR_SUFFIX]
+        return names
+
+    def panel_layers(self) -> list:
+        """Layers of the comparison in panel order."""
+        return [lyr for lyr in map(partial(L.find, self.viewer), self.panel_names())
+                if lyr is not None]
+
+    def _insert_index(self, name: str) -> int | None:
+        """Where a new layer ``name`` goes in the layer list: right after the panel before it
+        (so :meth:`arrange` need not move it: napari redraws the canvas on every insert and
+        every move); on top when no panel comes before it."""
+        names = self.panel_names()
+        before = names[:names.index(name)] if name in names else []
+        layers = self.viewer.layers
+        for prev in reversed(before):
+            if prev in layers:
+                return layers.index(layers[prev]) + 1
+        return None
 
     def arrange(self) -> None:
         """Reorder the layer list for the grid, switch grid mode, show only the compared
