@@ -67,9 +67,10 @@ class CompareRuns:
         self._set_running(True)
         self.view.pin_grid(specs)
         # progress goes to the bar's text: a new status text re-lays the dock out, which
-        # costs napari several repaints (see _event_pacer)
-        self.progress.setFormat("restoring · %v/%m frames")
-        self._say("starting the restore process…" if self._process.pid is None else "")
+        # costs napari several repaints (see _event_pacer); the first method replaces it
+        self.progress.setFormat("starting the restore process…" if self._process.pid is None
+                                else "restoring · %v/%m frames")
+        self._say("")
         self._start_run(self._process.run, specs, low, gt, cal, self._stop)
 
     def _start_run(self, job, *args) -> None:
