@@ -77,7 +77,7 @@ class _ActiveRun:
             self.stop.set()
 
     def finish(self, *_args) -> None:
-        """The worker is done (connected first, so it runs even if the widget is gone)."""
+        """The worker is done (also connected on its own: it runs even if the widget is gone)."""
         self.worker = None
 
 
@@ -274,8 +274,11 @@ class TrainingWidget(QWidget):
             stop, preview)
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_crash)
-        worker.finished.connect(self._active.finish)
+        # the dock's end first, clearing the worker itself: each connection is a queued call
+        # of its own, and between two of them the dock would read "not running" while its
+        # Train button was still off; _active.finish also runs if the dock is gone
         worker.finished.connect(self._on_done)
+        worker.finished.connect(self._active.finish)
         worker.aborted.connect(stop.set)
         self._active.stop, self._active.worker = stop, worker
         self._set_running(True)
@@ -343,6 +346,7 @@ class TrainingWidget(QWidget):
         self.status_label.setText(f"⚠ Training stopped by an unexpected error: {exc}")
 
     def _on_done(self) -> None:
+        self._active.finish()
         stopped = self._active.stop is not None and self._active.stop.is_set()
         self._active.stop = None
         self._set_running(False)
