@@ -222,6 +222,7 @@ class CompareView:
         self._pinned = grid.shape = shape
 
     def unpin_grid(self) -> None:
+        """Give the grid's shape back to napari after a run (unless the user changed it)."""
         grid = self.viewer.canvas.grid
         if self._pinned is not None and tuple(grid.shape) == self._pinned:
             grid.shape = (-1, -1)

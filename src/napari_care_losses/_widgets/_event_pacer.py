@@ -66,6 +66,5 @@ class EventPacer(QObject):
         result layer costs napari half a second)."""
         if self._queue:
             self.push(event)
-        else:
-            self._timer.stop()
+        else:  # the timer only runs while events wait
             self._handle(event)
