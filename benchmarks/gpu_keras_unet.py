@@ -4,7 +4,7 @@ TensorFlow, CSBDeep and this package cannot be installed on the GPU machine, so 
 Keras 3 re-build of the same network (JAX backend by default, ``--backend torch`` as fallback):
 CSBDeep's ``common_unet`` (depth 2, 32 first filters, two ReLU convolutions per level, max-pool
 2, nearest up-sampling + concatenation, residual linear 1x1 head, softplus Laplace scale), with
-the body in the Keras dtype policy and head and loss in float32 as ``care_model._unet`` does.
+the body in the Keras dtype policy and head and loss in float32 as ``models.network._unet`` does.
 
 1. Seconds per training step (Adam 4e-4, Laplace loss, 64x64 patches) by precision x kernel x
    batch: one ``fit`` epoch per round (its logs are fetched at the end: a device sync), median

@@ -65,11 +65,11 @@ def big_stack(n: int = 24) -> np.ndarray:
 
 def train_models(outdir: Path) -> list[str]:
     """Train the 4 benchmark models briefly (their restore cost does not depend on it)."""
-    from napari_care_losses.config import TrainConfig
-    from napari_care_losses.data import make_patches
+    from napari_care_losses.config.train import TrainConfig
+    from napari_care_losses.io.data import make_patches
     from napari_care_losses.losses import LossSpec
     from napari_care_losses.sample_data import load_sample
-    from napari_care_losses.training import run_training
+    from napari_care_losses.training.trainer import run_training
 
     low, high = load_sample(0, "train")
     patches = make_patches(low[:2], high[:2], patch_size=64, patches_per_image=8, seed=0)
@@ -86,8 +86,8 @@ def cli_restore(models: list[str], repeats: int) -> dict:
     """Time ``RestorationModel(m).restore(frames)`` per model: first call (loads the model)
     and warm calls, in this (separate) process."""
     t_import = time.perf_counter()
-    from napari_care_losses.metrics import score
-    from napari_care_losses.predict import RestorationModel
+    from napari_care_losses.restore.metrics import score
+    from napari_care_losses.restore.predict import RestorationModel
     from napari_care_losses.sample_data import load_sample
 
     low, high = load_sample(0, "test")
@@ -117,7 +117,7 @@ def cli_restore(models: list[str], repeats: int) -> dict:
 def cli_restore_big(models: list[str]) -> dict:
     """Seconds of ``RestorationModel(m).restore(big_stack())`` per model, each model loaded
     and warmed up on the bundled frames first (as the dock's warm child)."""
-    from napari_care_losses.predict import RestorationModel
+    from napari_care_losses.restore.predict import RestorationModel
     from napari_care_losses.sample_data import load_sample
 
     low, _ = load_sample(0, "test")

@@ -27,10 +27,10 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import tifffile  # noqa: E402
 
-from napari_care_losses.config import TrainConfig  # noqa: E402
-from napari_care_losses.data import make_patches  # noqa: E402
-from napari_care_losses.predict import load_model  # noqa: E402
-from napari_care_losses.training import run_training  # noqa: E402
+from napari_care_losses.config.train import TrainConfig  # noqa: E402
+from napari_care_losses.io.data import make_patches  # noqa: E402
+from napari_care_losses.restore.predict import load_model  # noqa: E402
+from napari_care_losses.training.trainer import run_training  # noqa: E402
 
 MB = 1024**2
 

@@ -4,8 +4,8 @@ Trains ``--models`` tiny-but-real CARE models one after the other in this proces
 ``napari-care-losses train --loss A --loss B …``, a serial experiment run or the training
 dock's child process do, and prints the resident memory (VmRSS) after each model.
 
-``--via train`` (default) drives :func:`napari_care_losses.training.train` directly (the CLI
-and experiments); ``--via jobs`` drives :func:`napari_care_losses.training_jobs.run_jobs`
+``--via train`` (default) drives :func:`napari_care_losses.training.trainer.train` directly (the CLI
+and experiments); ``--via jobs`` drives :func:`napari_care_losses.training.jobs.run_jobs`
 with a live preview every epoch (the dock's child process).
 
 Usage: python benchmarks/memory_models.py [--models 6 --via train|jobs --label NAME]
@@ -44,7 +44,7 @@ def rss_mb() -> float:
 
 
 def tiny_config(loss: str, epochs: int, steps: int, seed: int):
-    from napari_care_losses.config import TrainConfig
+    from napari_care_losses.config.train import TrainConfig
     from napari_care_losses.losses import LossSpec
 
     return TrainConfig(loss=LossSpec.create(loss, patch_size=32), patch_size=32,
@@ -68,9 +68,9 @@ def main() -> None:
         f"memory_models_{args.via}" + (f"_{args.label}" if args.label else "") + ".json")
 
     from napari_care_losses._tf import ensure_tensorflow
-    from napari_care_losses.data import FrameStack, make_patches
+    from napari_care_losses.io.data import FrameStack, make_patches
     from napari_care_losses.sample_data import load_sample
-    from napari_care_losses.training import Failed, Finished, StopFlag, train
+    from napari_care_losses.training.trainer import Failed, Finished, StopFlag, train
 
     ensure_tensorflow()
     low, high = load_sample(0, "train")
@@ -103,7 +103,7 @@ def main() -> None:
                         break
                 record(k, losses[k], t, last)
         else:
-            from napari_care_losses.training_jobs import PreviewRequest, run_jobs
+            from napari_care_losses.training.jobs import PreviewRequest, run_jobs
 
             k, t, last = 0, time.perf_counter(), None
             for item in run_jobs(FrameStack.from_array(low, "low"),

@@ -33,11 +33,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from napari_care_losses.care_model import build_care, care_config  # noqa: E402
-from napari_care_losses.config import TrainConfig, versions  # noqa: E402
+from napari_care_losses.config.settings import resolve_precision  # noqa: E402
+from napari_care_losses.config.train import TrainConfig, versions  # noqa: E402
 from napari_care_losses.losses import LossName, LossSpec  # noqa: E402
-from napari_care_losses.model_folder import WEIGHTS_BEST  # noqa: E402
-from napari_care_losses.settings import resolve_precision  # noqa: E402
+from napari_care_losses.models.folder import WEIGHTS_BEST  # noqa: E402
+from napari_care_losses.models.network import build_care, care_config  # noqa: E402
 
 
 def _batch(cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +128,7 @@ def time_prediction(cfg: TrainConfig, size: int, tile: int, repeats: int) -> dic
     from csbdeep.data import PercentileNormalizer
     from csbdeep.models import CARE
 
-    from napari_care_losses.predict import auto_tiles
+    from napari_care_losses.restore.predict import auto_tiles
 
     img = np.random.default_rng(1).random((size, size), dtype=np.float32)
     tiles = auto_tiles(img.shape, tile)

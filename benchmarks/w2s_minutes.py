@@ -3,7 +3,7 @@
 Trains a Laplace CARE model with ``--minutes`` budgets (the whole run counts: warm-up,
 training, validation, saving) on ``train_ch{C}_{low,high}.tif`` and scores a few W2S
 validation fields (``val_ch{C}_*.tif``) with CARE-style PSNR/SSIM via
-``napari_care_losses.predict.RestorationModel`` and ``metrics.score_stack``. If the
+``napari_care_losses.restore.predict.RestorationModel`` and ``metrics.score_stack``. If the
 validation stacks are missing, the last ``--fields`` training fields are held out instead
 (and left out of training); the JSON says which.
 
@@ -26,13 +26,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from napari_care_losses.config import TrainConfig  # noqa: E402
-from napari_care_losses.data import FrameStack, make_patches  # noqa: E402
+from napari_care_losses.config.settings import resolve_precision  # noqa: E402
+from napari_care_losses.config.train import TrainConfig  # noqa: E402
+from napari_care_losses.io.data import FrameStack, make_patches  # noqa: E402
 from napari_care_losses.losses import LossSpec  # noqa: E402
-from napari_care_losses.metrics import score_stack  # noqa: E402
-from napari_care_losses.predict import RestorationModel  # noqa: E402
-from napari_care_losses.settings import resolve_precision  # noqa: E402
-from napari_care_losses.training import run_training  # noqa: E402
+from napari_care_losses.restore.metrics import score_stack  # noqa: E402
+from napari_care_losses.restore.predict import RestorationModel  # noqa: E402
+from napari_care_losses.training.trainer import run_training  # noqa: E402
 
 
 def load(path: Path) -> np.ndarray:

@@ -24,17 +24,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from napari_care_losses.config import TrainConfig  # noqa: E402
-from napari_care_losses.data import FrameStack, make_patches  # noqa: E402
+from napari_care_losses.config.train import TrainConfig  # noqa: E402
+from napari_care_losses.io.data import FrameStack, make_patches  # noqa: E402
 from napari_care_losses.losses import LossSpec  # noqa: E402
-from napari_care_losses.metrics import score_stack  # noqa: E402
-from napari_care_losses.restore_engine import (  # noqa: E402
+from napari_care_losses.restore.engine import (  # noqa: E402
     Calibration,
     MethodSpec,
     restore_all_or_raise,
 )
-from napari_care_losses.score_tables import to_markdown  # noqa: E402
-from napari_care_losses.training import run_training  # noqa: E402
+from napari_care_losses.restore.metrics import score_stack  # noqa: E402
+from napari_care_losses.restore.score_tables import to_markdown  # noqa: E402
+from napari_care_losses.training.trainer import run_training  # noqa: E402
 
 
 def main() -> None:

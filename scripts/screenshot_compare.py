@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_models(outdir: Path, epochs: int, steps: int) -> list[Path]:
-    from napari_care_losses.config import TrainConfig
-    from napari_care_losses.data import make_patches
+    from napari_care_losses.config.train import TrainConfig
+    from napari_care_losses.io.data import make_patches
     from napari_care_losses.losses import LossSpec
     from napari_care_losses.sample_data import load_sample
-    from napari_care_losses.training import run_training
+    from napari_care_losses.training.trainer import run_training
 
     low, high = load_sample(0, "train")
     patches = make_patches(low, high, patch_size=64, patches_per_image=32, seed=0)

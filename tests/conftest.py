@@ -39,8 +39,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from napari_care_losses.config import TrainConfig  # noqa: E402
-from napari_care_losses.data import make_patches  # noqa: E402
+from napari_care_losses.config.train import TrainConfig  # noqa: E402
+from napari_care_losses.io.data import make_patches  # noqa: E402
 from napari_care_losses.losses import LossSpec  # noqa: E402
 from napari_care_losses.sample_data import load_sample  # noqa: E402
 
@@ -107,3 +107,9 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     Mesa's LLVM bind to TensorFlow's and the first draw crash (see napari_care_losses._tf);
     tests that train or export in this process come after the viewers are up."""
     items.sort(key=lambda item: "make_napari_viewer" not in getattr(item, "fixturenames", ()))
+    # ``gui``: everything that needs Qt (a viewer, a dock, qtbot) or lives under widgets/,
+    # so that ``pytest -m "not slow and not gui"`` is the inner loop
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & {"make_napari_viewer", "qtbot", "viewer"} or "widgets" in item.path.parts:
+            item.add_marker(pytest.mark.gui)

@@ -1,4 +1,4 @@
-"""napari reader for folders of paired low/high-exposure images (see :mod:`.pair_folder`)."""
+"""napari reader for folders of paired low/high-exposure images (see :mod:`.io.pair_folder`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .pair_folder import find_pairs, looks_like_pair_folder, read_pairs
+from .io.pair_folder import find_pairs, looks_like_pair_folder, read_pairs
 
 LayerData = tuple[Any, dict[str, Any], str]
 

@@ -10,7 +10,7 @@ in the CLI, the tests or a training process) it imports TensorFlow plainly: ``RT
 there would leave Mesa, loaded later, without a working OpenGL.
 
 The package imports TensorFlow only through this function (:mod:`.losses.keras_losses` and
-:func:`.care_model.build_care` call it first). Once TensorFlow is loaded it is a no-op.
+:func:`.models.network.build_care` call it first). Once TensorFlow is loaded it is a no-op.
 Loading napari's OpenGL *after* TensorFlow in one process is not safe for drawing (Mesa's
 LLVM then binds to TensorFlow's): open the viewer first, or train in another process as the
 training dock does.

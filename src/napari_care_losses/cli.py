@@ -13,16 +13,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
 
-from .data import DataError  # noqa: E402
+from .io.data import DataError  # noqa: E402
 from .losses import LossName  # noqa: E402
 
 
 def cmd_train(args) -> int:
-    from .config import config_from_args
-    from .data import make_patches
+    from .config.settings import loss_specs
+    from .config.train import config_from_args
     from .demo import _print_event
-    from .settings import loss_specs
-    from .training import BatchEnd, Failed, StopFlag, train
+    from .io.data import make_patches
+    from .training.trainer import BatchEnd, Failed, StopFlag, train
 
     cfg = config_from_args(args)
     specs = loss_specs(args, cfg.patch_size)
@@ -78,8 +78,8 @@ def _check_finite(what: str, image, source, model) -> None:
 
 
 def cmd_predict(args) -> int:
-    from .predict import load_model
-    from .tiff_io import write_tiff
+    from .io.tiff import write_tiff
+    from .restore.predict import load_model
 
     model = load_model(args.model)
     print(f"Restoring {args.input} with {model.name} ({model.loss.name.value}) ...")
@@ -107,10 +107,10 @@ def cmd_predict(args) -> int:
 def cmd_evaluate(args) -> int:
     from functools import partial
 
-    from .data import open_pair, release
-    from .metrics import score, score_stack
-    from .restore_engine import Calibration, MethodSpec, restore_all_or_raise
-    from .score_tables import to_markdown, write_csv
+    from .io.data import open_pair, release
+    from .restore.engine import Calibration, MethodSpec, restore_all_or_raise
+    from .restore.metrics import score, score_stack
+    from .restore.score_tables import to_markdown, write_csv
 
     if args.metric == "raw" and args.data_range is None:
         raise ValueError("--metric raw needs --data-range (e.g. 255 for 8-bit images)")
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", type=int, default=0, choices=(0, 1, 2))
     p.set_defaults(func=cmd_demo)
 
-    from .settings import add_train_arguments
+    from .config.settings import add_train_arguments
 
     p = sub.add_parser("train", help="train one model per --loss on a low/high pair")
     p.add_argument("low", type=Path, help="low-exposure TIFF (YX or TYX)")
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_parser(sub)
-    from .bioimageio_export import add_parser as add_export_parser  # no TensorFlow here
+    from .export.bioimageio import add_parser as add_export_parser  # no TensorFlow here
 
     add_export_parser(sub)
     return parser
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ``--debug`` (anywhere before ``--``) shows the Python traceback instead.
     """
-    from .data import input_channel
+    from .io.data import input_channel
 
     argv = list(sys.argv[1:] if argv is None else argv)
     end = argv.index("--") if "--" in argv else len(argv)

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
-from .data import as_stack, make_patches
+from .config.train import TrainConfig
+from .io.data import as_stack, make_patches
+from .io.tiff import atomic_path
 from .losses import LossSpec
-from .metrics import Score, affine_fit, normalize_gt, score_stack
-from .restore_engine import Calibration, MethodSpec, restore_all_or_raise
+from .restore.engine import Calibration, MethodSpec, restore_all_or_raise
+from .restore.metrics import Score, affine_fit, normalize_gt, score_stack
+from .restore.score_tables import to_markdown, write_csv
 from .sample_data import CITATION, sample_path
-from .score_tables import to_markdown, write_csv
-from .tiff_io import atomic_path
-from .training import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag, train
+from .training.trainer import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag, train
 
 DEMO_LOSSES = ("laplace", "fft", "bandpass")
 

@@ -1,6 +1,6 @@
 """Qt-free helpers of the compare dock: re-scoring, error maps, spectra inputs, panel texts.
 
-Restoring is the core's :mod:`..restore_engine` (run in a child process); everything here
+Restoring is the core's :mod:`..restore.engine` (run in a child process); everything here
 takes and returns plain arrays (never layers or widgets), so it can run in a
 ``thread_worker`` and be tested without a viewer.
 """
@@ -13,9 +13,9 @@ from collections.abc import Generator, Sequence
 
 import numpy as np
 
-from ..data import normalize
-from ..metrics import Score, affine_fit, normalize_gt, score
-from ..restore_engine import MethodSpec
+from ..io.data import normalize
+from ..restore.engine import MethodSpec
+from ..restore.metrics import Score, affine_fit, normalize_gt, score
 
 #: Baseline strength modes offered by the dock.
 STRENGTH_DEFAULT = "noise-based default"
@@ -34,7 +34,7 @@ def as_frames(data: np.ndarray) -> np.ndarray:
 
 def score_frames(image: np.ndarray, gt: np.ndarray,
                  stop: threading.Event | None = None) -> list[Score] | None:
-    """Per-frame :func:`~napari_care_losses.metrics.score`; ``None`` if stopped."""
+    """Per-frame :func:`~napari_care_losses.restore.metrics.score`; ``None`` if stopped."""
     image, gt = as_frames(image), as_frames(gt)
     if image.shape != gt.shape:
         raise ValueError(f"shape {image.shape} differs from ground truth {gt.shape}")

@@ -1,6 +1,6 @@
 """The compare dock's runs: Restore, Restore files, re-scoring (a mixin of CompareWidget).
 
-Each run goes through the dock's :class:`..restore_process.RestoreProcess` (a warm child
+Each run goes through the dock's :class:`..workers.restore_child.RestoreProcess` (a warm child
 process running the core's restore-and-score engine) in a ``thread_worker``; this part
 turns the engine's events into progress, status text and result layers.
 """
@@ -12,7 +12,7 @@ import time
 from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QFileDialog
 
-from ..restore_engine import (
+from ..restore.engine import (
     FrameDone,
     MethodDone,
     MethodFailed,
@@ -20,7 +20,7 @@ from ..restore_engine import (
     MethodStarted,
     Stopped,
 )
-from ..restore_files import FileWritten, tiff_files
+from ..restore.files import FileWritten, tiff_files
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, score_many
 

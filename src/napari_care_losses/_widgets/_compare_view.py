@@ -12,9 +12,9 @@ from functools import partial
 
 import numpy as np
 
-from ..metrics import Score, score
-from ..restore_engine import MethodResult
-from ..spectra import RadialSpectrum, radial_power_spectrum
+from ..restore.engine import MethodResult
+from ..restore.metrics import Score, score
+from ..restore.spectra import RadialSpectrum, radial_power_spectrum
 from . import _compare_layers as L
 from ._compare_jobs import error_map, format_score, panel_title, spectrum_input
 from ._overlays import remove_panel_text, set_panel_text

@@ -10,7 +10,7 @@ from napari.layers import Image
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
 
-from ..data import DataError, FrameStack, check_pair
+from ..io.data import DataError, FrameStack, check_pair
 
 if TYPE_CHECKING:
     import napari

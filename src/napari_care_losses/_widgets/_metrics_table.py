@@ -9,7 +9,7 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from ..metrics import Score
+from ..restore.metrics import Score
 from ._compare_jobs import mean_score
 
 NO_GT = "no ground truth"

@@ -6,7 +6,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-from ..spectra import RadialSpectrum
+from ..restore.spectra import RadialSpectrum
 
 #: Line colours per method (cycled); the ground truth is drawn dashed in the text colour.
 PALETTE = ("#4e9bd9", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#edc948", "#76b7b2",

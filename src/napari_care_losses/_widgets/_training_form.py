@@ -27,9 +27,9 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..config import TrainConfig
+from ..config.settings import BY_NAME, DEFAULT_PRESET, PRESETS, SETTINGS, Setting, defaults
+from ..config.train import TrainConfig
 from ..losses import DEFAULT_PARAMS, LOSS_LABELS, LOSS_PARAM_INFO, LossName, LossSpec
-from ..settings import BY_NAME, DEFAULT_PRESET, PRESETS, SETTINGS, Setting, defaults
 
 #: Order of the loss check boxes (the study's main losses first).
 LOSS_ORDER = (LossName.LAPLACE, LossName.FFT, LossName.BANDPASS, LossName.FFT_BANDPASS,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..training_jobs import PREVIEW_MAX_SIDE, PreviewReady, PreviewRequest
+from ..training.jobs import PREVIEW_MAX_SIDE, PreviewReady, PreviewRequest
 
 if TYPE_CHECKING:
     import napari

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from psygnal import Signal
 
-from ..model_folder import list_models
-from ..predict import RestorationModel
+from ..models.folder import list_models
+from ..restore.predict import RestorationModel
 
 
 def home() -> Path:

@@ -3,7 +3,7 @@
 * :func:`loss_curves`: training and validation loss of every trained model;
 * :func:`score_plot`: box + strip plot of per-image PSNR and SSIM per method;
 * :func:`crop_panel`: the same crop of input, ground truth and every restoration;
-* :func:`spectra_plot`: radially averaged power spectra (:mod:`napari_care_losses.spectra`)
+* :func:`spectra_plot`: radially averaged power spectra (:mod:`napari_care_losses.restore.spectra`)
   of the restorations vs ground truth.
 """
 
@@ -38,7 +38,7 @@ def _save(fig, path: Path) -> Path:
 
 def display_images(images: Mapping[str, np.ndarray], gt: np.ndarray) -> dict[str, np.ndarray]:
     """Put every image on the ground truth's normalised scale (affine fit), as scored."""
-    from ..metrics import affine_fit, normalize_gt
+    from ..restore.metrics import affine_fit, normalize_gt
 
     gt_n = normalize_gt(gt)
     out = {label: affine_fit(img, gt_n) for label, img in images.items()}
@@ -131,7 +131,7 @@ def mean_spectra(stacks: Mapping[str, np.ndarray], gt: np.ndarray, max_images: i
                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Mean radial power spectrum per label (and GT) over up to ``max_images`` frames,
     each image first put on the GT's normalised scale (:func:`display_images`)."""
-    from ..spectra import radial_power_spectrum
+    from ..restore.spectra import radial_power_spectrum
 
     acc: dict[str, list] = {}
     for i in range(min(max_images, len(gt))):

@@ -104,7 +104,7 @@ class ScoreJob:
 
 def model_run_id(model_dir: Path) -> str | None:
     """The id of the training run that wrote a model folder (None if there is none)."""
-    from ..model_folder import read_meta
+    from ..models.folder import read_meta
 
     try:
         return read_meta(model_dir).get("data", {}).get("run_id")
@@ -113,7 +113,7 @@ def model_run_id(model_dir: Path) -> str | None:
 
 
 def model_finished(model_dir: Path) -> bool:
-    from ..model_folder import FINISHED, ModelFolder, ModelFolderError
+    from ..models.folder import FINISHED, ModelFolder, ModelFolderError
 
     try:
         folder = ModelFolder.open(model_dir)
@@ -154,7 +154,7 @@ def _limit_threads() -> None:
 def _print_epoch(title: str, event) -> None:
     """One line per epoch, so a long run shows where it is (a Dask worker's log, or the
     terminal when the grid runs serially)."""
-    from ..training import EpochEnd
+    from ..training.trainer import EpochEnd
 
     if isinstance(event, EpochEnd):
         print(f"    {title}: epoch {event.epoch}/{event.epochs}, loss {event.loss:.4g}, "
@@ -163,9 +163,9 @@ def _print_epoch(title: str, event) -> None:
 
 def run_train_job(job: TrainJob) -> dict[str, Any]:
     """Train one model into its folder (unless already finished); return a job record."""
-    from ..config import TrainConfig
-    from ..data import make_patches
-    from ..training import run_training
+    from ..config.train import TrainConfig
+    from ..io.data import make_patches
+    from ..training.trainer import run_training
 
     if job.done():
         return {"job": job.key, "type": "train", "status": "skipped", "title": job.title}
@@ -187,10 +187,10 @@ def run_train_job(job: TrainJob) -> dict[str, Any]:
 
 def _method(job: ScoreJob):
     """The engine's method spec, calibration and record fields of a model/baseline job."""
-    from ..restore_engine import Calibration, MethodSpec
+    from ..restore.engine import Calibration, MethodSpec
 
     if job.kind == "model":
-        from ..model_folder import ModelFolder
+        from ..models.folder import ModelFolder
 
         folder = ModelFolder.open(Path(job.outdir) / job.model_dir)
         return MethodSpec.for_model(folder.path), None, {
@@ -206,8 +206,8 @@ def _method(job: ScoreJob):
 
 def _restore(job: ScoreJob, low: np.ndarray, high: np.ndarray):
     """``(restoration, per-image scores, record fields)`` through the restore engine."""
-    from ..metrics import score_stack
-    from ..restore_engine import restore_all_or_raise
+    from ..restore.engine import restore_all_or_raise
+    from ..restore.metrics import score_stack
 
     if job.kind == "input":
         return low.astype(np.float32), score_stack(low, high), {}
@@ -223,7 +223,7 @@ def run_score_job(job: ScoreJob, *dependencies: Any) -> dict[str, Any]:
 
     ``dependencies`` (the training job's record) only make Dask wait for the model.
     """
-    from ..data import as_stack
+    from ..io.data import as_stack
 
     if job.done():
         return {"job": job.key, "type": "score", "status": "skipped", "title": job.title}

@@ -25,13 +25,13 @@ from .spec import PLAN_FILE, resolve_path
 
 
 def _versions() -> dict[str, str]:
-    from ..config import versions
+    from ..config.train import versions
 
     return versions(("scipy", "scikit-image", "matplotlib", "dask", "distributed", "pyyaml"))
 
 
 def _load_models(outdir: Path, models: list[dict]) -> list[dict]:
-    from ..model_folder import read_meta
+    from ..models.folder import read_meta
 
     out = []
     for m in models:
@@ -49,7 +49,7 @@ def _case_images(outdir: Path, case: dict, n: int) -> tuple[dict[str, np.ndarray
     """Input and restorations (first ``n`` test images) by column label, and the GT."""
     import tifffile
 
-    from ..data import as_stack
+    from ..io.data import as_stack
 
     low_s = as_stack(resolve_path(case["test_pair"]["low"]))
     high_s = as_stack(resolve_path(case["test_pair"]["high"]))

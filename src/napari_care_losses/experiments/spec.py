@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
+from ..config.train import TrainConfig
 from ..losses import LossSpec
 
 #: The plan a results folder keeps (written by the runner, read by the report).

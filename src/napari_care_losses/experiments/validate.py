@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..baselines import BASELINE_LABELS, parse_baseline
-from ..config import TrainConfig
+from ..config.settings import BY_NAME, problems
+from ..config.train import TrainConfig
 from ..losses import LOSS_LABELS, LossSpec, parse_loss_name
-from ..settings import BY_NAME, problems
+from ..restore.baselines import BASELINE_LABELS, parse_baseline
 from .spec import (
     BUDGET_KEYS,
     ID_PATTERN,
@@ -338,7 +338,7 @@ class Validator:
 
     def check_data(self, datasets, experiments, patch_sizes, budgets) -> None:
         """Open every pair that an experiment uses (lazily: headers only)."""
-        from ..data import DataError, open_pair
+        from ..io.data import DataError, open_pair
 
         min_patch = min([*patch_sizes, *(p for b in budgets.values() for p in b.patch_sizes or ())])
         roles = {(e.train, "train") for e in experiments} | {(e.test, "test") for e in experiments}

@@ -1,0 +1,1 @@
+"""Sharing models: bioimage.io packages (`bioimageio`) and their documentation (`docs`)."""

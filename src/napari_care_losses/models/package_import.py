@@ -1,0 +1,169 @@
+"""Use a bioimage.io model package exported by napari-care-losses as a model folder.
+
+:func:`resolve_model_source` returns a model folder unchanged; a package (``.zip``, or an
+unpacked folder with ``rdf.yaml``) is validated with bioimageio.spec, checked to be ours,
+and unpacked once into a cache folder that holds an ordinary model folder
+(``care_losses.json``, CSBDeep's ``config.json`` and ``weights_best.h5`` re-created from the
+package's ``.keras`` network), so it restores exactly as the model it was exported from.
+
+This module imports only the standard library at import time (``predict`` imports it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+from .folder import CSBDEEP_CONFIG, META_FILE, WEIGHTS_BEST, ModelFolder
+
+MARKER = "napari-care-losses"  # same as export.bioimageio.MARKER
+RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
+CACHE_ENV = "NAPARI_CARE_LOSSES_CACHE"
+
+
+class PackageError(ValueError):
+    """A bioimage.io package that cannot be used as a model; one clear line."""
+
+
+def cache_root() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    return Path(root) if root else Path.home() / ".cache" / "napari-care-losses"
+
+
+def is_package(path: str | Path) -> bool:
+    """A ``.zip`` file, or a folder with ``rdf.yaml`` (and no CSBDeep weights: an unpacked
+    package, not a model folder)."""
+    p = Path(path)
+    if p.is_file():
+        return p.suffix.lower() == ".zip"
+    return (p.is_dir() and not (p / WEIGHTS_BEST).is_file()
+            and any((p / n).is_file() for n in RDF_NAMES))
+
+
+def _digest(p: Path) -> str:
+    h = hashlib.sha256()
+    file = p if p.is_file() else next(p / n for n in RDF_NAMES if (p / n).is_file())
+    with open(file, "rb") as fh:  # an rdf.yaml lists the sha256 of every file it uses
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_model_source(path: str | Path) -> Path:
+    """A model folder for ``path``: a model folder (or anything not a package) is returned
+    unchanged; a package is validated, checked to be ours and unpacked into the cache."""
+    p = Path(path)
+    if not is_package(p):
+        return p
+    target = cache_root() / "packages" / _digest(p)
+    done = [d for d in target.iterdir() if (d / WEIGHTS_BEST).is_file()] \
+        if target.is_dir() else []
+    if done:
+        return done[0]
+    if p.is_file() and not zipfile.is_zipfile(p):
+        raise PackageError(f"{p}: not a zip file (expected a bioimage.io model package)")
+    descr = _load(p)
+    ours = (getattr(descr, "config", None) or {})
+    ours = getattr(ours, "model_extra", None) or {}
+    info = ours.get(MARKER)
+    names = {Path(str(getattr(a.source, "path", a.source))).name
+             for a in getattr(descr, "attachments", [])}
+    if not isinstance(info, dict) or not {META_FILE, CSBDEEP_CONFIG} <= names:
+        raise PackageError(f"{p}: a valid bioimage.io model ({descr.name!r}), but not one "
+                           "exported by napari-care-losses (no care_losses.json / config.json "
+                           "attachments); use bioimageio.core to run it")
+    weights = getattr(descr.weights, "keras_v3", None)
+    if weights is None:
+        raise PackageError(f"{p}: the package has no keras_v3 weights")
+    name = Path(str(info.get("model_name") or "model")).name
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target))
+    try:
+        folder = staging / name
+        folder.mkdir()
+        for fname in (META_FILE, CSBDEEP_CONFIG):
+            (folder / fname).write_bytes(_read(p, fname))
+        keras_file = staging / "weights.keras"
+        keras_file.write_bytes(_read(p, Path(str(getattr(weights.source, "path",
+                                                           weights.source))).name))
+        _write_h5(folder, keras_file)
+        ModelFolder.open(folder).require_usable()
+        keras_file.unlink()
+        with contextlib.suppress(OSError):  # another process may have won the race
+            os.replace(folder, target / name)
+        return target / name
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read(p: Path, name: str) -> bytes:
+    if p.is_dir():
+        return (p / name).read_bytes()
+    with zipfile.ZipFile(p) as zf:
+        try:
+            return zf.read(name)
+        except KeyError:
+            raise PackageError(f"{p}: {name} missing from the package") from None
+
+
+def _load(p: Path):
+    """The package's model description, validated by bioimageio.spec (offline)."""
+    try:
+        from bioimageio.spec import InvalidDescr, load_description
+    except ImportError:
+        raise PackageError(f"{p}: reading bioimage.io packages needs the optional extra: "
+                           "pip install 'napari-care-losses[bioimageio]'") from None
+    if p.is_file():
+        with zipfile.ZipFile(p) as zf:
+            if not any(n in zf.namelist() for n in RDF_NAMES):
+                raise PackageError(f"{p}: not a bioimage.io package (no rdf.yaml in the zip)")
+    source = p if p.is_file() else next(p / n for n in RDF_NAMES if (p / n).is_file())
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            descr = load_description(source, perform_io_checks=True)
+        except Exception as exc:  # noqa: BLE001 - yaml, zip or io errors from bioimageio
+            raise PackageError(f"{p}: not a valid bioimage.io package "
+                               f"({type(exc).__name__}: {exc})") from None
+    if isinstance(descr, InvalidDescr) or descr.validation_summary.status == "failed":
+
+        raise PackageError(f"{p}: not a valid bioimage.io package: "
+                           f"{summary_errors(descr.validation_summary)}")
+    if descr.type != "model":
+        raise PackageError(f"{p}: a bioimage.io {descr.type}, not a model")
+    return descr
+
+
+def _write_h5(folder: Path, keras_file: Path) -> None:
+    """CSBDeep's ``weights_best.h5`` from the exported network (weights copied by layer)."""
+    import keras
+
+    from .network import build_care
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # CSBDeep: "Couldn't find any weights"
+        net = keras.saving.load_model(keras_file)
+        care = build_care(None, folder.name, folder.parent)  # no weights yet: a warning
+    # same network built by the same code: weighted layers match in order (names are
+    # Keras' session counters, e.g. conv2d_7, so they may differ)
+    theirs = [layer for layer in net.layers if layer.weights]
+    ours = [layer for layer in care.keras_model.layers if layer.weights]
+    shapes = [[tuple(w.shape) for w in layer.weights] for layer in theirs]
+    if shapes != [[tuple(w.shape) for w in layer.weights] for layer in ours]:
+        raise PackageError(f"{keras_file.name} does not match the network in config.json")
+    for mine, their in zip(ours, theirs, strict=True):
+        mine.set_weights(their.get_weights())
+    care.keras_model.save_weights(str(folder / WEIGHTS_BEST))
+
+
+def summary_errors(summary) -> str:
+    """bioimageio's validation errors on one line."""
+    errors = [f"{'.'.join(map(str, e.loc)) or 'package'}: {e.msg}" for e in summary.errors]
+    return "; ".join(errors)[:800] or f"status {summary.status}"

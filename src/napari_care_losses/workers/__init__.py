@@ -1,0 +1,1 @@
+"""Child processes of the napari docks: TensorFlow never loads in napari's process."""

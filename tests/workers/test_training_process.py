@@ -1,0 +1,84 @@
+"""The training dock's child-process runner, without Qt: events, Stop, a crashed child."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+
+import pytest
+
+from napari_care_losses.models.folder import read_meta
+from napari_care_losses.restore.predict import load_model
+from napari_care_losses.training.jobs import Preparing, PreviewReady, PreviewRequest
+from napari_care_losses.training.trainer import (
+    BatchEnd,
+    EpochEnd,
+    Failed,
+    Finished,
+    Started,
+    StopFlag,
+)
+from napari_care_losses.workers.training_child import run_jobs_in_process
+
+from ..conftest import tiny_config
+
+pytestmark = pytest.mark.slow  # each test starts a Python + TensorFlow process
+
+
+def children() -> list[multiprocessing.Process]:
+    return [p for p in multiprocessing.active_children() if p.name == "care-train"]
+
+
+def test_two_losses_in_a_child_process(sample_pair, tmp_path):
+    low, high = sample_pair
+    configs = [tiny_config("mae"), tiny_config("fft")]
+    events = list(run_jobs_in_process(low, high, ("low layer", "high layer"), configs,
+                                      tmp_path, StopFlag(), PreviewRequest(every=1, frame=1)))
+    kinds = [type(e.event) for e in events]
+    assert kinds[0] is Preparing and kinds.count(Started) == 2 and Failed not in kinds
+    assert kinds.count(EpochEnd) == 4 and kinds.count(BatchEnd) == 2 * 2 * 3
+    previews = [e.event for e in events if isinstance(e.event, PreviewReady)]
+    assert len(previews) == 4 and all(p.frame == 1 and p.image.shape == (256, 256)
+                                      for p in previews)
+    done = [e for e in events if isinstance(e.event, Finished)]
+    assert [e.job for e in done] == [0, 1] and [e.label for e in done] == ["MAE", "FFT"]
+    for e in done:
+        meta = read_meta(e.event.model_dir)
+        assert meta["status"] == "finished" and meta["data"]["low"] == "low layer"
+        assert load_model(e.event.model_dir).restore(low[0, :64, :64]).image.shape == (1, 64, 64)
+    assert not children() and not list(tmp_path.glob("care-train-*"))
+
+
+def test_stop_flag_reaches_the_child(sample_pair, tmp_path):
+    low, high = sample_pair
+    stop = StopFlag()
+    configs = [tiny_config("mae", epochs=500), tiny_config("fft")]
+    events = []
+    for item in run_jobs_in_process(low, high, ("low", "high"), configs, tmp_path, stop,
+                                    PreviewRequest()):
+        events.append(item.event)
+        if isinstance(item.event, EpochEnd):
+            stop.set()
+    finished = [e for e in events if isinstance(e, Finished)]
+    assert len(finished) == 1 and finished[0].stopped  # the second loss never started
+    assert read_meta(finished[0].model_dir)["status"] == "stopped"
+    assert not children()
+
+
+def test_a_killed_child_is_reported(sample_pair, tmp_path):
+    low, high = sample_pair
+    events = []
+    gen = run_jobs_in_process(low, high, ("low", "high"), [tiny_config("mae", epochs=500)],
+                              tmp_path, StopFlag(), PreviewRequest())
+    for item in gen:
+        events.append(item.event)
+        if isinstance(item.event, BatchEnd) and "killed" not in events:
+            (child,) = children()
+            threading.Timer(0.2, os.kill, (child.pid, signal.SIGKILL)).start()
+            events.append("killed")
+    failed = [e for e in events if isinstance(e, Failed)]
+    assert len(failed) == 1 and "signal 9" in failed[0].error
+    assert "out of memory" in failed[0].error
+    assert not children()
