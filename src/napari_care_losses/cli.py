@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
 
+from .config.settings import number  # noqa: E402 - the one argparse number parser
 from .io.data import DataError  # noqa: E402
 from .losses import LossName  # noqa: E402
 
@@ -22,7 +22,8 @@ def cmd_train(args) -> int:
     from .config.train import config_from_args
     from .demo import _print_event
     from .io.data import make_patches
-    from .training.trainer import BatchEnd, Failed, StopFlag, train
+    from .training.budget import duration
+    from .training.trainer import BatchEnd, Failed, Finished, Finishing, Planned, StopFlag, train
 
     cfg = config_from_args(args)
     specs = loss_specs(args, cfg.patch_size)
@@ -54,7 +55,21 @@ def cmd_train(args) -> int:
                         print(f"    step {event.step}/{event.steps_per_epoch} "
                               f"loss {event.loss:.4f}")
                     continue
+                if isinstance(event, Planned):
+                    print(f"  plan: {event.epochs} epochs x {event.steps_per_epoch} steps "
+                          f"({event.seconds_per_step:.2f} s a step) to fill "
+                          f"{duration(event.budget_s)}", flush=True)
+                    if event.note:  # one line: the budget cannot be met
+                        print(f"napari-care-losses train: warning: {event.note}",
+                              file=sys.stderr, flush=True)
+                    continue
+                if isinstance(event, Finishing):
+                    print(f"    {event.what} …", flush=True)
+                    continue
                 _print_event(event, print)
+                if isinstance(event, Finished) and event.end_s:
+                    print("    end: " + ", ".join(f"{what} {s:.1f} s"
+                                                 for what, s in event.end_s.items()))
                 if isinstance(event, Failed):
                     status = 1
             if stop.is_set():  # interrupted; the model trained so far is saved
@@ -167,27 +182,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
-def _number(kind, minimum, inclusive: bool = True, what: str = ""):
-    """An argparse ``type`` accepting ``kind`` values >= (or >) ``minimum``."""
-    sign = ">=" if inclusive else ">"
-    text = what or f"{'an integer' if kind is int else 'a number'} {sign} {minimum:g}"
-
-    def convert(value: str):
-        try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {text}, got {value!r}") from None
-        ok = number >= minimum if inclusive else number > minimum
-        if not (ok and math.isfinite(number)):
-            raise argparse.ArgumentTypeError(f"must be {text}, got {value!r}")
-        return number
-
-    convert.__name__ = kind.__name__
-    return convert
-
-
 def _add_channel(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--channel", type=_number(int, 0), default=None, metavar="N",
+    p.add_argument("--channel", type=number(int, 0), default=None, metavar="N",
                    help="read channel N of input files with channels (C or RGB axis); "
                         "files without channels are read as they are")
 
@@ -204,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train 3 losses on the bundled W2S crops and compare")
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
-    p.add_argument("--channel", type=int, default=0, choices=(0, 1, 2))
+    p.add_argument("--channel", type=number(int, 0), default=0, choices=(0, 1, 2))
     p.set_defaults(func=cmd_demo)
 
     from .config.settings import add_train_arguments
@@ -225,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--scale-output", type=Path, help="Laplace models: write the scale map")
-    p.add_argument("--tile-size", type=_number(int, 16), default=512,
+    p.add_argument("--tile-size", type=number(int, 16), default=512,
                    help="max tile side in pixels (>= 16)")
     _add_channel(p)
     p.set_defaults(func=cmd_predict)
@@ -238,14 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", nargs=2, type=Path, metavar=("LOW", "HIGH"),
                    help="calibrate the baselines' strength on this pair (e.g. a training or "
                         "validation pair; never the test pair)")
-    p.add_argument("--calibration-frames", type=_number(int, 1), default=3, metavar="N",
+    p.add_argument("--calibration-frames", type=number(int, 1), default=3, metavar="N",
                    help="frames of the calibration pair used (default 3)")
-    p.add_argument("--strength", type=_number(float, 0, inclusive=False), default=None,
+    p.add_argument("--strength", type=number(float, 0, inclusive=False), default=None,
                    help="fixed baseline strength factor (1 = noise-based default)")
     p.add_argument("--restored", action="append", help="NAME=FILE of a saved restoration")
     p.add_argument("-o", "--output", type=Path, default=Path("scores.csv"))
     p.add_argument("--metric", choices=("care", "raw"), default="care")
-    p.add_argument("--data-range", type=_number(float, 0, inclusive=False), default=None,
+    p.add_argument("--data-range", type=number(float, 0, inclusive=False), default=None,
                    help="for --metric raw (> 0)")
     _add_channel(p)
     p.set_defaults(func=cmd_evaluate)

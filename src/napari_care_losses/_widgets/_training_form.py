@@ -27,9 +27,18 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..config.settings import BY_NAME, DEFAULT_PRESET, PRESETS, SETTINGS, Setting, defaults
+from ..config.settings import (
+    BY_NAME,
+    DEFAULT_PRESET,
+    PRESETS,
+    SETTINGS,
+    Setting,
+    defaults,
+    presets_help,
+)
 from ..config.train import TrainConfig
 from ..losses import DEFAULT_PARAMS, LOSS_LABELS, LOSS_PARAM_INFO, LossName, LossSpec
+from .model_registry import models_folder
 
 #: Order of the loss check boxes (the study's main losses first).
 LOSS_ORDER = (LossName.LAPLACE, LossName.FFT, LossName.BANDPASS, LossName.FFT_BANDPASS,
@@ -45,7 +54,6 @@ LOSS_TIPS = {
     LossName.SSIM: "1 − SSIM",
     LossName.MSSSIM_L1: "α·(1 − MS-SSIM) + (1 − α)·L1 (Zhao et al.)",
 }
-DEFAULT_OUTDIR = Path.home() / "napari-care-losses" / "models"
 #: Attribute names of the generated controls, where they differ from the setting's name.
 ATTRS = {"steps_per_epoch": "steps", "unet_n_depth": "unet_depth",
          "unet_kern_size": "unet_kernel", "reduce_lr_patience": "reduce_lr"}
@@ -163,15 +171,13 @@ class TrainingForm(QWidget):
         self.preset = QComboBox()
         self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(DEFAULT_PRESET)
-        self.preset.setToolTip("set every field to a preset: fast (default) or study (the "
-                               "paper's: batch 16, lr 4e-4, 64 px, 5x5 kernels, float32)")
-        self.budget = QCheckBox("Train for")
+        self.preset.setToolTip(f"set every field to a preset: {presets_help()}")
+        # "Train for": the record's control and default (0 = off: epochs x steps)
+        self.budget = _label(BY_NAME["minutes"].label)
         self.budget.setToolTip(BY_NAME["minutes"].help)
-        self.minutes.setRange(0.1, BY_NAME["minutes"].hi)
-        self.minutes.setValue(10.0)
+        self.minutes.setSpecialValueText("off (epochs × steps)")
         self.minutes.setSuffix(" minutes")
-        self.minutes.setEnabled(False)
-        self.outdir = QLineEdit(str(DEFAULT_OUTDIR))
+        self.outdir = QLineEdit(str(models_folder()))
         self.outdir.setToolTip("each run writes a model folder <loss>_<time> in here")
         browse = QPushButton("…")
         browse.setFixedWidth(28)
@@ -233,13 +239,11 @@ class TrainingForm(QWidget):
         return {k: self.param_boxes[k].value() for k in DEFAULT_PARAMS[LossName(name)]}
 
     def output_dir(self) -> Path:
-        return Path(self.outdir.text().strip() or DEFAULT_OUTDIR).expanduser()
+        return Path(self.outdir.text().strip() or models_folder()).expanduser()
 
     def values(self) -> dict:
-        """Every setting's value (``minutes`` is 0 unless "Train for" is ticked)."""
-        out = {s.name: control_value(s, self.controls[s.name]) for s in SETTINGS}
-        out["minutes"] = out["minutes"] if self.budget.isChecked() else 0.0
-        return out
+        """Every setting's value (``minutes`` 0: no time budget)."""
+        return {s.name: control_value(s, self.controls[s.name]) for s in SETTINGS}
 
     def apply_preset(self, name: str) -> None:
         """Set every setting's control to preset ``name`` (the time budget is kept)."""
@@ -273,8 +277,6 @@ class TrainingForm(QWidget):
                     getattr(w, signal).connect(self.changed)
                     break
         self.preset.currentTextChanged.connect(self.apply_preset)
-        self.budget.toggled.connect(self.minutes.setEnabled)
-        self.budget.toggled.connect(self.changed)
         self.preview.toggled.connect(self.preview_every.setEnabled)
 
     def _sync_enabled(self, *_args) -> None:

@@ -30,8 +30,19 @@ from qtpy.QtWidgets import (
 )
 
 from ..restore.predict import RestorationModel
+from ..training.budget import duration
 from ..training.jobs import JobEvent, Preparing, PreviewReady
-from ..training.trainer import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag
+from ..training.progress import RunProgress
+from ..training.trainer import (
+    BatchEnd,
+    EpochEnd,
+    Failed,
+    Finished,
+    Finishing,
+    Planned,
+    Started,
+    StopFlag,
+)
 from ..workers.training_child import run_jobs_in_process
 from ._layers import (
     LayerPicker,
@@ -44,7 +55,7 @@ from ._training_form import TrainingForm
 from ._training_preview import PREVIEW_LAYER, TrainingPreview
 from .loss_plot import LossPlot
 from .model_list import ModelList
-from .model_registry import REGISTRY, models_folder, remember_models_folder
+from .model_registry import REGISTRY, remember_models_folder
 
 if TYPE_CHECKING:
     import napari
@@ -52,14 +63,8 @@ if TYPE_CHECKING:
 __all__ = ["PREVIEW_LAYER", "TrainingWidget"]
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+#: Steps of the progress bar (its value is the run's fraction done x this).
+BAR_STEPS = 1000
 
 
 class _ActiveRun:
@@ -95,7 +100,6 @@ class TrainingWidget(QWidget):
         self.data_label = QLabel()
         self.data_label.setWordWrap(True)
         self.form = TrainingForm()
-        self.form.outdir.setText(str(models_folder()))  # the folder chosen last
         self.train_button = QPushButton("Train")
         self.train_button.setToolTip("train one model per selected loss, in turn")
         self.stop_button = QPushButton("Stop")
@@ -105,6 +109,7 @@ class TrainingWidget(QWidget):
         self.progress.setFormat("idle")
         self.progress.setValue(0)
         self.eta_label = QLabel(" ")
+        self.eta_label.setWordWrap(True)
         self.status_label = QLabel("Pick the data and the losses, then Train.")
         self.status_label.setWordWrap(True)
         self.plot = LossPlot()
@@ -112,9 +117,15 @@ class TrainingWidget(QWidget):
         self.last_error: str | None = None
         self._active = _ActiveRun()
         self._preview = TrainingPreview(napari_viewer, self.low_picker.layer)
-        self._jobs: list[tuple[int, int]] = []  # (first global step, steps) per job
+        self.run_progress: RunProgress | None = None  # the running (or last) run's progress
         self._t0: float | None = None
-        self._done0 = 0
+        self._label = ""  # the running job's name, as the bar shows it
+        self._plan = ""  # the running job's plan, said when it starts
+        self.notes: list[str] = []  # what the run must say until it ends (e.g. a budget
+        # that cannot be met)
+        self._ticker = QTimer(self)  # time left and a time budget's bar move between events
+        self._ticker.setInterval(500)
+        self._ticker.timeout.connect(self._show_progress)
         self._build_layout()
         self._connect()
         self._apply_theme()
@@ -259,14 +270,14 @@ class TrainingWidget(QWidget):
             return False
         stop = StopFlag()
         preview = self._preview.start(low_layer, low.shape[-2:], self.form.preview_every_n())
-        steps = [c.epochs * c.steps_per_epoch for c in configs]
-        self._jobs = [(sum(steps[:i]), s) for i, s in enumerate(steps)]
-        self._t0, self._done0, self.last_error = None, 0, None
+        self.run_progress = RunProgress(configs)
+        self._t0, self._label, self.last_error = time.perf_counter(), "", None
+        self._plan, self.notes = "", []
         self.plot.clear()
-        self.progress.setRange(0, sum(steps))
+        self.progress.setRange(0, BAR_STEPS)
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
-        self.eta_label.setText(" ")
+        self._show_eta(" ")
         self.status_label.setText("Starting the training process…")
         remember_models_folder(self.form.output_dir())
         worker = thread_worker(run_jobs_in_process, start_thread=False)(
@@ -283,6 +294,7 @@ class TrainingWidget(QWidget):
         self._active.stop, self._active.worker = stop, worker
         self._set_running(True)
         self._scroll.ensureWidgetVisible(self.plot)
+        self._ticker.start()
         worker.start()
         return True
 
@@ -296,49 +308,71 @@ class TrainingWidget(QWidget):
     def _on_event(self, item: JobEvent) -> None:
         ev, key = item.event, f"{item.job}:{item.label}"
         name = f"{item.label} ({item.job + 1}/{item.n_jobs})" if item.n_jobs > 1 else item.label
+        if self.run_progress is not None:
+            self.run_progress.update(item, time.perf_counter())
+        self._label = name
         if isinstance(ev, Preparing):
             self.status_label.setText(f"{name}: {ev.message}")
+        elif isinstance(ev, Planned):
+            self._plan = (f"; {ev.epochs} epochs × {ev.steps_per_epoch} steps planned "
+                          f"({ev.seconds_per_step:.2f} s a step) to fill "
+                          f"{duration(ev.budget_s)}")
+            if ev.note:
+                self.notes.append(f"⚠ {name}: {ev.note}")
         elif isinstance(ev, Started):
             self.plot.add_series(key, item.label)
             self.status_label.setText(f"{name}: training on {ev.n_train} patches "
-                                      f"({ev.n_val} for validation) → {ev.model_dir.name}")
+                                      f"({ev.n_val} for validation) → {ev.model_dir.name}"
+                                      + self._plan)
+            self._plan = ""
         elif isinstance(ev, BatchEnd):
-            self._on_batch(item, ev, name, key)
+            self.plot.add_batch(key, ev.epoch + ev.step / ev.steps_per_epoch, ev.loss)
         elif isinstance(ev, EpochEnd):
             self.plot.add_epoch(key, ev.epoch, ev.loss, ev.val_loss)
             self.status_label.setText(f"{name}: epoch {ev.epoch}/{ev.epochs} loss "
                                       f"{ev.loss:.4g}, validation {ev.val_loss:.4g} "
                                       f"({ev.seconds:.1f} s)")
+        elif isinstance(ev, Finishing):
+            self.status_label.setText(f"{name}: {ev.what} …")
         elif isinstance(ev, PreviewReady):
             if ev.image is None:
-                self.eta_label.setText(ev.error)
+                self.status_label.setText(f"{name}: {ev.error}")
             else:
                 self.status_label.setText(self._preview.show(ev, item.label))
         elif isinstance(ev, Finished):
             model = REGISTRY.add(RestorationModel(ev.model_dir))
             self.models.select(model.model_dir)
             how = f"stopped after {ev.epochs_done} epochs" if ev.stopped else "finished"
+            ends = ", ".join(f"{what} {s:.1f} s" for what, s in ev.end_s.items())
             self.status_label.setText(f"{name} {how}; best validation loss "
-                                      f"{ev.best_val_loss:.4g}. Saved in {ev.model_dir}")
+                                      f"{ev.best_val_loss:.4g}" + (f" (end: {ends})" if ends
+                                                                   else "")
+                                      + f". Saved in {ev.model_dir}")
         elif isinstance(ev, Failed):
             self.last_error = ev.error
             self.status_label.setText(f"⚠ {ev.error}")
             show_error(ev.error)
+        if not isinstance(ev, PreviewReady):
+            self._show_progress()
 
-    def _on_batch(self, item: JobEvent, ev: BatchEnd, name: str, key: str) -> None:
-        first, _steps = self._jobs[item.job]
-        done = first + ev.epoch * ev.steps_per_epoch + ev.step
-        self.plot.add_batch(key, ev.epoch + ev.step / ev.steps_per_epoch, ev.loss)
-        self.progress.setValue(done)
-        epochs = (_steps // ev.steps_per_epoch) if ev.steps_per_epoch else 0
-        self.progress.setFormat(f"{name} · epoch {ev.epoch + 1}/{epochs} · %p%")
+    def _show_eta(self, text: str) -> None:
+        """The time-left line, with the run's notes (a budget that cannot be met) after it."""
+        self.eta_label.setText(" · ".join([text, *self.notes]) if self.notes else text)
+        color = f"color: {self._theme().warning.as_hex()}" if self.notes else ""
+        if self.eta_label.styleSheet() != color:
+            self.eta_label.setStyleSheet(color)
+
+    def _show_progress(self) -> None:
+        """Bar, epoch count and time left, from the run's plans."""
+        run = self.run_progress
+        if run is None or not self.is_running:
+            return
         now = time.perf_counter()
-        if self._t0 is None:
-            self._t0, self._done0 = now, done
-        elif done > self._done0:
-            left = (now - self._t0) / (done - self._done0) * (self.progress.maximum() - done)
-            self.eta_label.setText(f"step {ev.step}/{ev.steps_per_epoch} · about "
-                                   f"{_duration(left)} left")
+        self.progress.setValue(round(BAR_STEPS * run.fraction(now)))
+        parts = [self._label or "starting", run.epoch_text() or run.phase]
+        self.progress.setFormat(" · ".join(p for p in parts if p) + f" · {run.percent(now)} %")
+        left = run.seconds_left(now)
+        self._show_eta(" " if left is None else f"about {duration(left)} left")
 
     def _on_crash(self, exc: Exception) -> None:
         # napari's worker already reports the exception as a notification
@@ -347,10 +381,15 @@ class TrainingWidget(QWidget):
 
     def _on_done(self) -> None:
         self._active.finish()
+        self._ticker.stop()
         stopped = self._active.stop is not None and self._active.stop.is_set()
         self._active.stop = None
         self._set_running(False)
-        elapsed = f" in {_duration(time.perf_counter() - self._t0)}" if self._t0 else ""
+        elapsed = f" in {duration(time.perf_counter() - self._t0)}" if self._t0 else ""
         outcome = "failed" if self.last_error else "stopped" if stopped else "done"
+        if self.run_progress is not None:
+            self.run_progress.finish(time.perf_counter())
+        if outcome == "done":
+            self.progress.setValue(BAR_STEPS)
         self.progress.setFormat(f"{outcome} · %p%")
-        self.eta_label.setText(f"{outcome.capitalize()}{elapsed}.")
+        self._show_eta(f"{outcome.capitalize()}{elapsed}.")

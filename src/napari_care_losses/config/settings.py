@@ -120,6 +120,28 @@ PRESETS: dict[str, dict[str, Any]] = {
               "augment": "none"},
 }
 DEFAULT_PRESET = "fast"
+#: What each preset is for (its settings are listed from :data:`PRESETS`).
+PRESET_PURPOSE = {"fast": "the records' defaults, quick on a CPU",
+                  "study": "the paper's settings"}
+
+
+def preset_summary(name: str) -> str:
+    """``study: the paper's settings (batch size 16, …, precision float32)``: what the preset
+    is for and every setting it sets."""
+    def shown(key: str, value: Any) -> str:
+        s = BY_NAME[key]
+        text = f"{value:g}" if s.type is not str else value
+        label = s.label if not s.label[1:2].islower() else s.label[0].lower() + s.label[1:]
+        return f"{label} {text}"
+
+    values = [shown(k, v) for k, v in PRESETS[name].items()]
+    return f"{name}: {PRESET_PURPOSE[name]}" + (f" ({', '.join(values)})" if values else "")
+
+
+def presets_help() -> str:
+    """Every preset's :func:`preset_summary`, for the CLI's and the dock's help."""
+    return "; ".join(preset_summary(p) + (" (default)" if p == DEFAULT_PRESET else "")
+                     for p in PRESETS)
 
 
 def defaults(preset: str = DEFAULT_PRESET) -> dict[str, Any]:
@@ -173,12 +195,23 @@ LOSS_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(k for p in DEFAULT_PARAMS.val
                                                    for k in p))
 
 
-def _number(kind: type):
-    def parse(text: str):
+def number(kind: type, minimum: float | None = None, inclusive: bool = True):
+    """The one argparse ``type`` for numbers: ``kind`` (int or float), finite and, if
+    ``minimum`` is given, >= (``inclusive``) or > it; else "must be …, got 'x'"."""
+    noun = "an integer" if kind is int else "a number"
+    text = noun if minimum is None else f"{noun} {'>=' if inclusive else '>'} {minimum:g}"
+
+    def parse(value: str):
         try:
-            return kind(text)
+            out = kind(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {text}, got {value!r}") from None
+        ok = math.isfinite(out) and (minimum is None or out > minimum
+                                     or (inclusive and out == minimum))
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be {text}, got {value!r}")
+        return out
+
     parse.__name__ = kind.__name__
     return parse
 
@@ -189,8 +222,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     Flags default to None: unset flags take the preset's value (``config.config_from_args``).
     """
     parser.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
-                        help=f"starting values of every setting (default: {DEFAULT_PRESET}; "
-                             "study = the paper's: batch 16, lr 4e-4, 64 px, 5x5, float32)")
+                        help=f"starting values of every setting: {presets_help()}")
     for s in SETTINGS:
         study = PRESETS["study"].get(s.name)
         extra = f"; study: {study}" if study is not None and study != s.default else ""
@@ -201,11 +233,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         if s.type is str:
             kw["type"] = str
         else:
-            kw["type"] = _number(s.type)
+            kw["type"] = number(s.type)
             kw["metavar"] = "N" if s.type is int else "X"
         parser.add_argument(s.flag, **kw)
     for k, (_, text) in LOSS_PARAM_INFO.items():
-        parser.add_argument(f"--{k}", type=float, default=None, help=f"loss parameter: {text}")
+        parser.add_argument(f"--{k}", type=number(float), default=None, metavar="X",
+                            help=f"loss parameter: {text}")
 
 
 def loss_specs(args: argparse.Namespace, patch_size: int) -> list[LossSpec]:

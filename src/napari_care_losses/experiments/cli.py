@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config.settings import number
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``experiment`` (with ``run`` and ``report``) on an argparse subparsers object."""
@@ -35,7 +37,7 @@ def _add_subcommands(p: argparse.ArgumentParser) -> None:
                      help="training budget defined in the file, e.g. tiny or full "
                           "(default: the file's default_budget)")
     where = run.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=0,
+    where.add_argument("--workers", type=number(int, 0), default=0, metavar="N",
                        help="local Dask worker processes (one thread each); 0 = run "
                             "serially in this process (default)")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -79,9 +81,6 @@ def cmd_run(args) -> int:
         grid = spec.grid(args.budget)
     except (SpecError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.workers < 0:
-        print("error: --workers must be >= 0", file=sys.stderr)
         return 2
     out = args.out or Path("results") / f"{spec.name}-{grid.budget.name}"
     if args.dry_run:

@@ -22,6 +22,10 @@ from ..io.data import PatchData
 COSINE_ALPHA = 0.05
 #: Steps timed (after one compiling step) to plan a time budget.
 WARMUP_STEPS = 3
+#: Seconds kept at the end of a budget for its end phases (saving the weights, writing the
+#: model record; measured 0.05–0.2 s on 2 busy cores), plus a fraction of the budget.
+END_RESERVE_S = 0.5
+END_RESERVE_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,45 @@ class BudgetPlan:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def needed_s(self) -> float:
+        """Seconds the plan needs from the budget's start: warm-up, epochs with their
+        validations, end phases."""
+        return (self.warmup_s + self.epochs * (self.steps_per_epoch * self.step_s + self.val_s)
+                + END_RESERVE_S)
+
+    def expected_s(self, budget_s: float) -> float:
+        """How long the run takes: its budget, or what the plan needs when that is more."""
+        return max(budget_s, self.needed_s())
+
+    def overrun_note(self, budget_s: float) -> str:
+        """One line when the budget cannot be met (else empty), with the measured warm-up."""
+        if self.needed_s() <= budget_s:
+            return ""
+        what = "the warm-up alone took" if self.warmup_s >= budget_s else "the warm-up took"
+        steps = f"{self.steps_per_epoch} step{'s' * (self.steps_per_epoch > 1)}"
+        return (f"the time budget of {duration(budget_s)} cannot be met: {what} "
+                f"{self.warmup_s:.1f} s (building, compiling and timing the network); "
+                f"training {self.epochs} epoch{'s' * (self.epochs > 1)} of {steps} instead, "
+                f"about {duration(self.needed_s())} in all")
+
+
+def duration(seconds: float) -> str:
+    """``0.6 s``, ``45 s``, ``2 min 05 s``, ``1 h 02 min``."""
+    if seconds < 10:
+        return f"{max(seconds, 0):.1f} s"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def end_reserve(budget_s: float) -> float:
+    """Seconds a budget keeps for its end phases."""
+    return END_RESERVE_S + END_RESERVE_FRACTION * budget_s
 
 
 def cosine_schedule(lr0: float, total_steps: int):
@@ -90,7 +133,7 @@ def plan_budget(model, patches: PatchData, cfg: TrainConfig, t0: float):
     val_s = (time.perf_counter() - t) * n_val / max(k, 1)
     now = time.perf_counter()
     budget = 60.0 * cfg.minutes
-    left = budget - (now - t0) - 0.5 - 0.02 * budget  # keep time for saving the weights
+    left = budget - (now - t0) - end_reserve(budget)  # keep time for the end phases
     steps = cfg.steps_per_epoch
     epochs = int(left // (steps * step_s + val_s))
     if epochs < 4:  # shorter epochs: keep a few validations (and best-model checkpoints)

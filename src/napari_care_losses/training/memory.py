@@ -37,11 +37,12 @@ def training_started() -> None:
         _RUNNING["count"] += 1
 
 
-def training_ended() -> None:
-    """When the last running training of this process ends, release its graphs."""
+def training_ended(release: bool = True) -> None:
+    """When the last running training of this process ends, release its graphs (unless
+    ``release`` is False: a process about to end gives everything back anyway)."""
     with _RUNNING_LOCK:
         _RUNNING["count"] -= 1
-        if _RUNNING["count"] == 0:
+        if _RUNNING["count"] == 0 and release:
             release_graphs(_RUNNING["baseline"])
 
 

@@ -29,7 +29,7 @@ from ..io.data import PatchData, dihedral_augmenter
 from ..models.folder import META_FILE, write_meta
 from ..models.network import build_care
 from ..models.weights import atomic_weight_saves, os_error_message, save_weights
-from .budget import WARMUP_STEPS, plan_budget
+from .budget import WARMUP_STEPS, end_reserve, plan_budget
 from .memory import training_ended, training_started
 
 # ----------------------------------------------------------------------------- events
@@ -43,6 +43,24 @@ class Started:
     n_val: int
     epochs: int
     steps_per_epoch: int
+
+
+@dataclass(frozen=True)
+class Planned:
+    """How a time budget is spent, fitted after the measured warm-up (only with a budget).
+
+    ``elapsed_s`` is how long the budget had been running when the plan was made and
+    ``expected_s`` how long the whole run is expected to take from the budget's start (end
+    phases included): the budget, or more when it cannot be met (``note`` then says so)."""
+
+    epochs: int
+    steps_per_epoch: int
+    seconds_per_step: float
+    val_s: float  # one validation pass
+    budget_s: float
+    elapsed_s: float
+    expected_s: float
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,12 +82,25 @@ class EpochEnd:
 
 
 @dataclass(frozen=True)
+class Finishing:
+    """The end of a run: what it is doing now (see :data:`END_PHASES`)."""
+
+    what: str
+
+
+#: The end phases of a run, in order, as :class:`Finishing` names them.
+END_PHASES = ("final validation", "saving the weights", "writing the model record",
+              "releasing memory")
+
+
+@dataclass(frozen=True)
 class Finished:
     model_dir: Path
     stopped: bool
     epochs_done: int
     best_val_loss: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    end_s: dict[str, float] = field(default_factory=dict)  # seconds of each end phase
 
 
 @dataclass(frozen=True)
@@ -79,7 +110,8 @@ class Failed:
     details: str = ""
 
 
-TrainingEvent = Started | BatchEnd | EpochEnd | Finished | Failed
+TrainingEvent = (Started | Planned | BatchEnd | EpochEnd | Finishing | Finished
+                 | Failed)
 
 
 class StopFlag:
@@ -131,6 +163,8 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
             self.step_s = 0.0  # measured seconds per step
             self.schedule = None  # the budget's cosine decay (its total follows the plan)
             self.warmup_steps = 0
+            self.final_val: float | None = None  # when the last epoch's validation began
+            self.end_s: dict[str, float] = {}  # seconds of each end phase
 
         def on_train_begin(self, logs=None):
             self.fit_t0 = time.perf_counter()
@@ -147,17 +181,26 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
                 self.model.stop_training = self.stopped = True
             elif self.deadline is not None and time.perf_counter() + self.step_s > self.deadline:
                 self.model.stop_training = True  # time is up: a normal end
+            last = (self.model.stop_training or (self.deadline is None and batch + 1 == self.steps
+                                                 and self.epoch + 1 == self.epochs))
+            if last and self.final_val is None and math.isfinite(loss):
+                self.final_val = time.perf_counter()  # Keras validates the epoch it stops in
+                events.put(Finishing(END_PHASES[0]))
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             if self.deadline is not None:  # re-plan the budget from the measured epochs
                 now = time.perf_counter()
-                left = self.deadline - now
                 per_epoch = max((now - self.fit_t0) / (epoch + 1), 1e-6)
-                self.epochs = epoch + 1 + max(0, int(left // per_epoch))
-                if self.schedule is not None:
+                left = self.deadline - now  # another (maybe partial) epoch if a step fits
+                more = math.ceil(left / per_epoch) if left > self.step_s else 0
+                self.epochs = epoch + 1 + more
+                if self.schedule is not None:  # the learning rate reaches its floor then
+                    steps_left = max(0.0, left) / per_epoch * self.steps
                     self.schedule.total.assign(
-                        float(self.warmup_steps + self.epochs * self.steps))
+                        float(self.warmup_steps + (epoch + 1) * self.steps + steps_left))
+            if self.final_val is not None:
+                self.end_s[END_PHASES[0]] = time.perf_counter() - self.final_val
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             events.put(EpochEnd(epoch + 1, self.epochs, float(logs.get("loss", float("nan"))),
                                 float(logs.get("val_loss", float("nan"))), lr,
@@ -194,14 +237,19 @@ def _meta(cfg: TrainConfig, patches: PatchData, status: str, **extra) -> dict:
 
 def train(
     patches: PatchData, cfg: TrainConfig, outdir: str | Path, stop: StopFlag | None = None,
-    model_dir: str | Path | None = None, data_info: dict | None = None,
+    model_dir: str | Path | None = None, data_info: dict | None = None, *,
+    started: float | None = None, release_memory: bool = True,
 ) -> Iterator[TrainingEvent]:
     """Train one CARE model; yield :data:`TrainingEvent` objects until Finished or Failed.
 
-    Closing the generator early (``gen.close()``) stops training after the current batch and
-    still saves the model.
+    A time budget (``cfg.minutes``) counts from ``started`` (a ``time.perf_counter()`` value:
+    e.g. when the caller began cutting patches for this run; default: now) and holds the end
+    phases too, each announced by a :class:`Finishing` event and timed in
+    ``Finished.end_s``. ``release_memory=False`` skips giving TensorFlow's graph state back
+    (pointless in a process that ends after this run). Closing the generator early
+    (``gen.close()``) stops training after the current batch and still saves the model.
     """
-    t0 = time.perf_counter()  # a time budget counts from here
+    t0 = time.perf_counter() if started is None else started  # a time budget counts from here
     stop = stop or StopFlag()
     model_dir = Path(model_dir) if model_dir else new_model_dir(Path(outdir), cfg)
     info: dict = {"data": data_info or {}}
@@ -228,11 +276,13 @@ def train(
     outcome: dict = {}
 
     callback = _progress_callback(events, stop, cfg)
+    end_s = callback.end_s
 
     def work() -> None:
         try:
             run_cfg = cfg
             if cfg.minutes:
+                budget_s = 60.0 * cfg.minutes
                 plan, callback.schedule = plan_budget(model, patches, cfg, t0)
                 info["budget"] = plan.to_dict()
                 callback.epochs, callback.steps = plan.epochs, plan.steps_per_epoch
@@ -240,8 +290,11 @@ def train(
                 # room for more epochs than planned: the deadline ends the run
                 run_cfg = replace(cfg, epochs=2 * plan.epochs + 2,
                                   steps_per_epoch=plan.steps_per_epoch)
-                # stop in time for the last validation and for saving the weights
-                callback.deadline = t0 + 60 * cfg.minutes - plan.val_s - 0.5
+                # stop in time for the last validation and the end phases
+                callback.deadline = t0 + budget_s - plan.val_s - end_reserve(budget_s)
+                events.put(Planned(plan.epochs, plan.steps_per_epoch, plan.step_s, plan.val_s,
+                                   budget_s, time.perf_counter() - t0,
+                                   plan.expected_s(budget_s), plan.overrun_note(budget_s)))
             events.put(Started(model_dir, cfg.loss.name.value, len(patches.X),
                                len(patches.X_val), callback.epochs, callback.steps))
             if not stop.is_set():
@@ -249,27 +302,50 @@ def train(
         except BaseException as exc:  # noqa: BLE001 - reported as a Failed event
             outcome["error"] = (exc, traceback.format_exc())
         finally:
+            events.put(Finishing(END_PHASES[1]))
+            t = time.perf_counter()
             save_error = save_weights(model)
+            end_s[END_PHASES[1]] = time.perf_counter() - t
             if save_error is not None and "error" not in outcome:
                 outcome["error"] = (save_error, "")
             events.put(None)
 
-    thread = threading.Thread(target=work, name=f"care-train-{model_dir.name}", daemon=True)
-    training_started()
-    thread.start()
-    try:
-        while (event := events.get()) is not None:
-            yield event
-    finally:  # also on generator close: stop, wait for the saved weights, write metadata
+    def conclude() -> Finished | Failed:
+        """Wait for the saved weights (stopping a run nobody follows), write the record."""
         if thread.is_alive():
             stop.set()
         thread.join()
+        t = time.perf_counter()
         try:
-            final = _conclude(model_dir, cfg, patches, outcome, callback, info)
-        finally:  # the model is saved: let it go, with the graph state TensorFlow keeps
-            model = callback = thread = None
+            return _conclude(model_dir, cfg, patches, outcome, callback, info)
+        finally:
+            end_s[END_PHASES[2]] = time.perf_counter() - t
+
+    thread = threading.Thread(target=work, name=f"care-train-{model_dir.name}", daemon=True)
+    training_started()
+    thread.start()
+    final: Finished | Failed | None = None
+    released = False
+    try:
+        while (event := events.get()) is not None:
+            yield event
+        yield Finishing(END_PHASES[2])
+        final = conclude()
+        model = callback = thread = None  # the model is saved: let it go
+        if release_memory:  # with the graph state TensorFlow keeps
+            yield Finishing(END_PHASES[3])
+            t, released = time.perf_counter(), True
             training_ended()
-    yield final
+            end_s[END_PHASES[3]] = time.perf_counter() - t
+    finally:  # also on generator close: stop, wait for the saved weights, write metadata
+        try:
+            if final is None and thread is not None:
+                final = conclude()
+        finally:
+            model = callback = thread = None
+            if not released:
+                training_ended(release=release_memory)
+    yield replace(final, end_s=dict(end_s)) if isinstance(final, Finished) else final
 
 
 def _conclude(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: dict,
