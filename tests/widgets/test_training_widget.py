@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import time
 
 import numpy as np
@@ -137,7 +138,7 @@ def test_train_two_losses_then_reload(dock, qtbot, notes, tmp_path):
     titles = dock.models.titles()
     assert titles[0].startswith("BP · ") and titles[1].startswith("MAE · ")
     assert dock.plot.n_points() == 2 * 2 * 2  # losses × epochs × (train, val)
-    assert dock.progress.value() == dock.progress.maximum() == 2 * 2 * 3
+    assert dock.progress.value() == dock.progress.maximum() and "done" in dock.progress.text()
     assert dock.train_button.isEnabled() and not dock.stop_button.isEnabled()
     preview = dock.viewer.layers[tw.PREVIEW_LAYER]
     assert isinstance(preview, Image) and preview.data.shape == (256, 256)
@@ -224,3 +225,61 @@ def test_closing_the_viewer_stops_training(dock, qtbot, tmp_path):
     (folder,) = [p for p in (tmp_path / "models").iterdir() if p.is_dir()]
     assert read_meta(folder)["status"] == "stopped"
     assert load_model(folder).restore(np.ones((32, 32), np.float32)).image.shape == (1, 32, 32)
+
+
+@pytest.mark.slow
+def test_three_budgets_progress_comes_from_the_plan(dock, qtbot):
+    """3 losses x a 15 s budget: the bar, epoch counts and time left come from the fitted
+    plans; the bar ends at 100 %, the time left at mid-run is within 20 % of the truth and
+    the end of every job is said (no stretch over 5 s without a new status line)."""
+    dock.form.set_losses("mae", "fft", "bandpass")
+    dock.form.epochs.setValue(1000)  # the most; the budget decides
+    dock.form.steps.setValue(20)
+    dock.form.minutes.setValue(0.25)
+    samples: list[tuple[float, float | None, str, str]] = []
+
+    def sample() -> None:
+        run = dock.run_progress
+        if dock.is_running and run is not None:
+            now = time.perf_counter()
+            samples.append((now, run.seconds_left(now), dock.progress.text(),
+                            dock.status_label.text()))
+
+    timer = QTimer()
+    timer.setInterval(100)
+    timer.timeout.connect(sample)
+    timer.start()
+    t0 = time.perf_counter()
+    try:
+        assert dock.start_training()
+        qtbot.waitUntil(lambda: not dock.is_running, timeout=240_000)
+    finally:
+        timer.stop()
+    end = time.perf_counter()
+    assert dock.last_error is None and len(REGISTRY) == 3
+    assert dock.progress.value() == dock.progress.maximum()
+    assert dock.progress.text() == "done · 100%"
+    # epoch counts from the plan (never the 1000 epochs of the form, never past the plan)
+    counts = [re.search(r"epoch (\d+)/(\d+)", text) for _, _, text, _ in samples]
+    counts = [(int(m[1]), int(m[2])) for m in counts if m]
+    assert counts and all(e <= n < 1000 for e, n in counts), counts[-5:]
+    # time left at mid-run within 20 % of the truth
+    mid = t0 + (end - t0) / 2
+    at, left, _, _ = min(samples, key=lambda s: abs(s[0] - mid))
+    truth = end - at
+    assert left is not None and abs(left - truth) <= 0.2 * truth, (left, truth)
+    # the end of each job is said: from its last epoch to the next job (or the end of the
+    # run), the status line changes at least every 5 s
+    changes = [(t, text) for i, (t, _, _, text) in enumerate(samples)
+               if i == 0 or text != samples[i - 1][3]] + [(end, "run ended")]
+    for label in ("MAE (1/3)", "FFT (2/3)", "BP (3/3)"):
+        mine = [i for i, (_, text) in enumerate(changes) if text.startswith(label)]
+        first = max(i for i in mine if re.match(rf"{re.escape(label)}: epoch \d+/\d+ loss",
+                                                changes[i][1]))
+        last = next(i for i in range(first + 1, len(changes))
+                    if not changes[i][1].startswith((label, "Preview")))
+        gaps = [(changes[i - 1][1][:60], round(changes[i][0] - changes[i - 1][0], 1))
+                for i in range(first + 1, last + 1)]
+        assert all(g <= 5.0 for _, g in gaps), gaps
+        assert any("finished; best validation loss" in changes[i][1]
+                   and "(end: final validation" in changes[i][1] for i in mine), changes
