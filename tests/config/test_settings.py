@@ -16,6 +16,9 @@ from napari_care_losses.config.settings import (
     PRESETS,
     SETTINGS,
     defaults,
+    number,
+    preset_summary,
+    presets_help,
     problems,
     resolve_precision,
 )
@@ -108,7 +111,6 @@ def test_dock_controls_are_generated_from_the_records(qtbot):
     assert form.configs()[0] == TrainConfig()
     form.preset.setCurrentText("study")
     assert form.values() == defaults("study")
-    form.budget.setChecked(True)
     form.minutes.setValue(2.5)
     assert form.configs()[0] == TrainConfig.preset("study", minutes=2.5)
     assert set(PRESETS) == {form.preset.itemText(i) for i in range(form.preset.count())}
@@ -187,3 +189,64 @@ def test_docs_settings_table_is_the_records():
     assert table in doc, "docs/settings.md is stale: python -m napari_care_losses.config.settings"
     assert table.count("\n") == len(SETTINGS) + 2
     assert all(f"| `{s.name}` | `{s.flag}` |" in table for s in SETTINGS)
+
+
+def test_one_number_parser_for_every_flag(capsys):
+    import argparse
+
+    from napari_care_losses import cli
+    from napari_care_losses.experiments import cli as experiments_cli
+
+    assert cli.number is number and experiments_cli.number is number
+    assert number(int, 0)("3") == 3 and number(float, 0, inclusive=False)("0.5") == 0.5
+    for parse, text, says in ((number(int, 0), "-1", "must be an integer >= 0, got '-1'"),
+                              (number(float), "nan", "must be a number, got 'nan'"),
+                              (number(float, 0, inclusive=False), "0", "a number > 0"),
+                              (number(int), "2.5", "must be an integer, got '2.5'")):
+        with pytest.raises(argparse.ArgumentTypeError, match=says):
+            parse(text)
+    # the settings' flags, the loss parameters and the experiment runner use it too
+    for argv, says in ((["train", "a.tif", "b.tif", "--minutes", "inf"], "--minutes: must be"),
+                       (["train", "a.tif", "b.tif", "--sigma1", "nan"], "--sigma1: must be"),
+                       (["experiment", "run", "x.yaml", "--workers", "-1"],
+                        "--workers: must be an integer >= 0, got '-1'")):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+
+
+def test_presets_are_described_from_their_records(qtbot):
+    from napari_care_losses._widgets._training_form import TrainingForm
+
+    for name, values in PRESETS.items():
+        summary = preset_summary(name)
+        assert summary.startswith(f"{name}: ")
+        for key, value in values.items():  # every setting the preset sets, with its value
+            label = BY_NAME[key].label
+            assert f"{label[0].lower()}{label[1:]}" in summary or label in summary
+            assert (f"{value:g}" if BY_NAME[key].type is not str else value) in summary
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    preset_flag = next(a for a in sub._actions if a.dest == "preset")
+    form = TrainingForm()
+    qtbot.addWidget(form)
+    assert presets_help() in preset_flag.help and presets_help() in form.preset.toolTip()
+
+
+def test_dock_defaults_are_the_settings_defaults(qtbot, tmp_path, monkeypatch):
+    from napari_care_losses._widgets._training_form import TrainingForm
+    from napari_care_losses._widgets.model_registry import home, models_folder
+
+    monkeypatch.setenv("NAPARI_CARE_LOSSES_HOME", str(tmp_path / "care home"))
+    form = TrainingForm()
+    qtbot.addWidget(form)
+    # "Train for" is off, as the setting's default, and says so
+    assert form.minutes.value() == BY_NAME["minutes"].default == 0
+    assert form.values()["minutes"] == 0 and "off" in form.minutes.text()
+    assert form.configs()[0].minutes == 0
+    form.minutes.setValue(1.5)
+    assert form.configs()[0].minutes == 1.5
+    # the models folder honours NAPARI_CARE_LOSSES_HOME, also when the field is emptied
+    folder = tmp_path / "care home" / "models"
+    assert form.output_dir() == models_folder() == home() / "models" == folder
+    form.outdir.setText("")
+    assert form.output_dir() == folder

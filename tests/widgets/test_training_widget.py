@@ -228,7 +228,7 @@ def test_closing_the_viewer_stops_training(dock, qtbot, tmp_path):
 
 
 @pytest.mark.slow
-def test_three_budgets_progress_comes_from_the_plan(dock, qtbot):
+def test_three_budgets_progress_comes_from_the_plan(dock, qtbot, monkeypatch):
     """3 losses x a 15 s budget: the bar, epoch counts and time left come from the fitted
     plans; the bar ends at 100 %, the time left at mid-run is within 20 % of the truth and
     the end of every job is said (no stretch over 5 s without a new status line)."""
@@ -236,7 +236,16 @@ def test_three_budgets_progress_comes_from_the_plan(dock, qtbot):
     dock.form.epochs.setValue(1000)  # the most; the budget decides
     dock.form.steps.setValue(20)
     dock.form.minutes.setValue(0.25)
+    labels = [f"{c.loss.label} ({i + 1}/3)" for i, c in enumerate(dock.form.configs())]
     samples: list[tuple[float, float | None, str, str]] = []
+    said: list[tuple[float, str]] = []  # every status line, when it was set
+    set_status = dock.status_label.setText
+
+    def record(text: str) -> None:
+        said.append((time.perf_counter(), text))
+        set_status(text)
+
+    monkeypatch.setattr(dock.status_label, "setText", record)
 
     def sample() -> None:
         run = dock.run_progress
@@ -270,12 +279,14 @@ def test_three_budgets_progress_comes_from_the_plan(dock, qtbot):
     assert left is not None and abs(left - truth) <= 0.2 * truth, (left, truth)
     # the end of each job is said: from its last epoch to the next job (or the end of the
     # run), the status line changes at least every 5 s
-    changes = [(t, text) for i, (t, _, _, text) in enumerate(samples)
-               if i == 0 or text != samples[i - 1][3]] + [(end, "run ended")]
-    for label in ("MAE (1/3)", "FFT (2/3)", "BP (3/3)"):
+    changes = [*said, (end, "run ended")]
+    for label in labels:
         mine = [i for i, (_, text) in enumerate(changes) if text.startswith(label)]
-        first = max(i for i in mine if re.match(rf"{re.escape(label)}: epoch \d+/\d+ loss",
-                                                changes[i][1]))
+        ends = ("final validation", "saving the weights", "writing the model", "finished;")
+        # the last line said before the job's end phases, and every line after it
+        first = next((i for i in mine if any(e in changes[i][1] for e in ends)), None)
+        assert first is not None, [(round(t - t0, 1), text[:70]) for t, text in changes]
+        first -= 1
         last = next(i for i in range(first + 1, len(changes))
                     if not changes[i][1].startswith((label, "Preview")))
         gaps = [(changes[i - 1][1][:60], round(changes[i][0] - changes[i - 1][0], 1))
