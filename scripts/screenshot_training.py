@@ -3,11 +3,15 @@
 Run headless with::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_training.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_training.py \
+        --size 1280x800 --out docs/screenshots/training_widget_1280x800.png
 
-Opens the bundled W2S channel-0 training pairs, trains a small Laplace and then a small FFT
-model in the dock (a couple of minutes on a laptop CPU) with a live preview every epoch,
-takes the screenshot while the second loss is half-way, then stops, and saves
-``docs/screenshots/training_widget.png``. ``--theme light`` shows the light theme.
+Opens the bundled W2S channel-0 training pairs and both docks (the compare dock becomes a
+tab beside the training dock), trains a small Laplace and then a small FFT model in the
+dock for ``--minutes`` each (a time budget: bar, epochs and time left come from the plan)
+with a live preview every epoch, takes the screenshot while the second loss is half-way,
+then stops, and saves ``docs/screenshots/training_widget.png``. ``--theme light`` shows
+the light theme.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs/screenshots/training_widget.png")
     parser.add_argument("--theme", default="dark", choices=("dark", "light"))
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--minutes", type=float, default=0.5, help="budget of each loss")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--size", default="1600x1000", help="window size, WxH")
     args = parser.parse_args(argv)
@@ -33,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
 
+    from napari_care_losses._widgets._dock_tabs import dock_of
+    from napari_care_losses._widgets.compare_widget import CompareWidget
     from napari_care_losses._widgets.training_widget import TrainingWidget
     from napari_care_losses.sample_data import load_sample
 
@@ -43,14 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     viewer.add_image(high, name="W2S ch0 high", visible=False)
     widget = TrainingWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Train CARE", area="right")
+    compare = CompareWidget(viewer)
+    viewer.window.add_dock_widget(compare, name="Compare restorations", area="right")
     width, height = (int(v) for v in args.size.split("x"))
     viewer.window._qt_window.resize(width, height)
 
     f = widget.form
     f.set_losses("laplace", "fft")
     f.patches_per_image.setValue(32)
-    f.epochs.setValue(args.epochs)
+    f.epochs.setValue(1000)  # the most: the budget decides
     f.steps.setValue(args.steps)
+    f.minutes.setValue(args.minutes)
     f.unet_n_first.setValue(16)
     f.unet_kernel.setCurrentText("3")
     f.learning_rate.setText("1e-3")
@@ -58,13 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     f.outdir.setText(tempfile.mkdtemp(prefix="care_shot_"))
 
     loop = QEventLoop()
-    half = args.epochs // 2 + 1
 
-    def check() -> None:  # the second loss has a few epochs: take the picture
+    def check() -> None:  # the second loss is half-way: take the picture
+        run = widget.run_progress
         series = widget.plot.epoch_counts()
-        if (len(series) >= 2 and series[-1] >= half) or not widget.is_running:
+        half = run is not None and run.fraction(time.perf_counter()) >= 0.75
+        if (half and len(series) >= 2 and series[-1] >= 2) or not widget.is_running:
             loop.quit()
 
+    settle = QEventLoop()
+    QTimer.singleShot(300, settle.quit)  # the docks are placed (and made tabs) first
+    settle.exec_()
+    dock_of(widget).raise_()  # the training tab in front (the compare dock is the other)
     timer = QTimer()
     timer.timeout.connect(check)
     timer.start(200)

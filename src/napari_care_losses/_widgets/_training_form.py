@@ -175,7 +175,7 @@ class TrainingForm(QWidget):
         # "Train for": the record's control and default (0 = off: epochs x steps)
         self.budget = _label(BY_NAME["minutes"].label)
         self.budget.setToolTip(BY_NAME["minutes"].help)
-        self.minutes.setSpecialValueText("off (epochs × steps)")
+        self.minutes.setSpecialValueText("off")  # epochs x steps (see the tooltip)
         self.minutes.setSuffix(" minutes")
         self.outdir = QLineEdit(str(models_folder()))
         self.outdir.setToolTip("each run writes a model folder <loss>_<time> in here")

@@ -44,6 +44,7 @@ from ..training.trainer import (
     StopFlag,
 )
 from ..workers.training_child import run_jobs_in_process
+from ._dock_tabs import DockTabs
 from ._layers import (
     LayerPicker,
     image_problem,
@@ -184,19 +185,26 @@ class TrainingWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._preview.follow_frame)
         self.destroyed.connect(self._active.halt)  # bound to _ActiveRun, not to self
         self._watched_window: QObject | None = None
+        self._tabs = DockTabs()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
-        """Once docked, watch napari's main window: closing it stops a running job."""
+        """Once docked, watch napari's main window: closing it stops a running job, and a
+        compare dock opened beside this one becomes a tab of it (:mod:`._dock_tabs`)."""
         window = self.window()
         if window is not self and window is not self._watched_window:
             window.installEventFilter(self)
             self._watched_window = window
+        if window is not self:
+            QTimer.singleShot(0, lambda: self._tabs.arrange(self.window()))
         super().showEvent(event)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Close:  # napari may still ask "close?" and be cancelled:
             window = weakref.ref(obj)  # decide once the close has happened (or not)
             QTimer.singleShot(0, lambda: self._halt_if_closed(window()))
+        elif event.type() == QEvent.ChildAdded:  # maybe a dock: once it is placed
+            window = weakref.ref(obj)
+            QTimer.singleShot(0, lambda: self._tabs.arrange(window()))
         return False
 
     def _halt_if_closed(self, window) -> None:
