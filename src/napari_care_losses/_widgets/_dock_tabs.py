@@ -39,7 +39,7 @@ class DockTabs:
     def arrange(self, window: QMainWindow) -> None:
         if not isinstance(window, QMainWindow):
             return
-        docks = [d for d in _care_docks(window) if not d.isFloating() and d.isVisible()]
+        docks = [d for d in _care_docks(window) if not d.isFloating() and not d.isHidden()]
         for i, new in enumerate(docks):
             if new in self._done:
                 continue

@@ -45,13 +45,7 @@ from ..training.trainer import (
 )
 from ..workers.training_child import run_jobs_in_process
 from ._dock_tabs import DockTabs
-from ._layers import (
-    LayerPicker,
-    image_problem,
-    layer_array,
-    pair_problem,
-    partner_problem,
-)
+from ._layers import LayerPicker, image_problem, layer_array, pair_problem, partner_problem
 from ._training_form import TrainingForm
 from ._training_preview import PREVIEW_LAYER, TrainingPreview
 from .loss_plot import LossPlot
@@ -122,8 +116,7 @@ class TrainingWidget(QWidget):
         self._t0: float | None = None
         self._label = ""  # the running job's name, as the bar shows it
         self._plan = ""  # the running job's plan, said when it starts
-        self.notes: list[str] = []  # what the run must say until it ends (e.g. a budget
-        # that cannot be met)
+        self.notes: list[str] = []  # said until the run ends (a budget that cannot be met)
         self._ticker = QTimer(self)  # time left and a time budget's bar move between events
         self._ticker.setInterval(500)
         self._ticker.timeout.connect(self._show_progress)
@@ -195,17 +188,22 @@ class TrainingWidget(QWidget):
             window.installEventFilter(self)
             self._watched_window = window
         if window is not self:
-            QTimer.singleShot(0, lambda: self._tabs.arrange(self.window()))
+            self._later(lambda me: me._tabs.arrange(me.window()))
         super().showEvent(event)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Close:  # napari may still ask "close?" and be cancelled:
             window = weakref.ref(obj)  # decide once the close has happened (or not)
-            QTimer.singleShot(0, lambda: self._halt_if_closed(window()))
+            self._later(lambda me: me._halt_if_closed(window()))
         elif event.type() == QEvent.ChildAdded:  # maybe a dock: once it is placed
             window = weakref.ref(obj)
-            QTimer.singleShot(0, lambda: self._tabs.arrange(window()))
+            self._later(lambda me: me._tabs.arrange(window()))
         return False
+
+    def _later(self, call) -> None:
+        """``call(self)`` once Qt is idle, unless the dock is gone by then (a weak hold)."""
+        me = weakref.ref(self)
+        QTimer.singleShot(0, lambda: None if me() is None else call(me()))
 
     def _halt_if_closed(self, window) -> None:
         if window is None or not window.isVisible():
