@@ -56,7 +56,8 @@ def cmd_train(args) -> int:
                               f"loss {event.loss:.4f}")
                     continue
                 if isinstance(event, Planned):
-                    print(f"  plan: {event.epochs} epochs x {event.steps_per_epoch} steps "
+                    e, n = event.epochs, event.steps_per_epoch
+                    print(f"  plan: {e} epoch{'s' * (e > 1)} x {n} step{'s' * (n > 1)} "
                           f"({event.seconds_per_step:.2f} s a step) to fill "
                           f"{duration(event.budget_s)}", flush=True)
                     if event.note:  # one line: the budget cannot be met

@@ -101,10 +101,9 @@ def test_epochs_x_steps_jobs_are_timed_from_their_batches_then_by_that_pace():
     assert run.seconds_left(2.0) is None and run.fraction(2.0) == 0.0
     for step in range(1, 11):
         feed(run, 0, BatchEnd(0, step, 10, 0.1), 2.0 + step)
-    # 9 steps in 9 s after the first: 10 steps to go in job 1, its second one unknown pace
-    # comes from job 1 itself once it ends; until then the steps count
-    assert run.seconds_left(12.0) is None
-    assert run.fraction(12.0) == pytest.approx(10 / 40)
+    # 1 s a step after the first: 10 steps to go in job 1, 20 in job 2 at that pace
+    assert run.seconds_left(12.0) == pytest.approx(30.0)
+    assert run.fraction(12.0) == pytest.approx(12 / (22 + 20))  # time done / time in all
     for step in range(1, 11):
         feed(run, 0, BatchEnd(1, step, 10, 0.1), 12.0 + step)
     feed(run, 0, Finished(Path("m"), False, 2, 0.1), 23.0)

@@ -1,16 +1,18 @@
 """Training: the training generator (`trainer`), time budgets (`budget`), memory release
-(`memory`) and the docks' sequence of jobs (`jobs`)."""
+(`memory`), the docks' sequence of jobs (`jobs`) and its progress (`progress`)."""
 
 from .trainer import (
     BatchEnd,
     EpochEnd,
     Failed,
     Finished,
+    Finishing,
+    Planned,
     Started,
     StopFlag,
     run_training,
     train,
 )
 
-__all__ = ["BatchEnd", "EpochEnd", "Failed", "Finished", "Started", "StopFlag",
-           "run_training", "train"]
+__all__ = ["BatchEnd", "EpochEnd", "Failed", "Finished", "Finishing", "Planned", "Started",
+           "StopFlag", "run_training", "train"]

@@ -118,13 +118,16 @@ class RunProgress:
 
     # ------------------------------------------------------------------ answers
 
-    def _pace(self) -> float | None:
-        """Seconds per step of epochs-x-steps jobs, from the latest one that measured it."""
+    def _pace(self, now: float) -> float | None:
+        """Seconds per step of epochs-x-steps jobs: of the latest one that ended (its whole
+        time), else of the running one (its batches so far)."""
         for job in reversed(self.jobs):
-            if job.budget_s:
+            if job.budget_s or job.start is None:
                 continue
-            if job.end is not None and job.steps_done and job.start is not None:
+            if job.end is not None and job.steps_done:
                 return (job.end - job.start) / job.steps_done
+            if job.first_batch is not None and job.steps_done > job.first_batch[1]:
+                return (now - job.first_batch[0]) / (job.steps_done - job.first_batch[1])
         return None
 
     def expected_s(self, index: int, now: float) -> float | None:
@@ -139,7 +142,7 @@ class RunProgress:
             t1, s1 = job.first_batch
             rate = (now - t1) / (job.steps_done - s1)
             return elapsed + rate * max(0, job.total_steps - job.steps_done)
-        pace = self._pace()
+        pace = self._pace(now)
         return None if pace is None else max(elapsed, pace * job.total_steps)
 
     def fraction(self, now: float) -> float:

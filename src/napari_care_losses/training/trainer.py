@@ -160,7 +160,7 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
             self.nonfinite: tuple[int, int, float] | None = None  # first NaN/inf batch loss
             self.epochs, self.steps = cfg.epochs, cfg.steps_per_epoch  # the plan
             self.deadline: float | None = None  # perf_counter time to stop at (time budget)
-            self.step_s = 0.0  # measured seconds per step
+            self.step_s = self.val_s = 0.0  # measured seconds per step, per validation
             self.schedule = None  # the budget's cosine decay (its total follows the plan)
             self.warmup_steps = 0
             self.final_val: float | None = None  # when the last epoch's validation began
@@ -179,8 +179,11 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
             events.put(BatchEnd(self.epoch, batch + 1, self.steps, loss))
             if stop.is_set():
                 self.model.stop_training = self.stopped = True
-            elif self.deadline is not None and time.perf_counter() + self.step_s > self.deadline:
-                self.model.stop_training = True  # time is up: a normal end
+            elif self.deadline is not None:  # time is up (a normal end) if no step fits
+                now = time.perf_counter()  # before the deadline, or after this epoch's
+                val = self.val_s if batch + 1 == self.steps else 0.0  # validation
+                if now + val + self.step_s > self.deadline:
+                    self.model.stop_training = True
             last = (self.model.stop_training or (self.deadline is None and batch + 1 == self.steps
                                                  and self.epoch + 1 == self.epochs))
             if last and self.final_val is None and math.isfinite(loss):
@@ -193,7 +196,8 @@ def _progress_callback(events: queue.Queue, stop: StopFlag, cfg: TrainConfig):
                 now = time.perf_counter()
                 per_epoch = max((now - self.fit_t0) / (epoch + 1), 1e-6)
                 left = self.deadline - now  # another (maybe partial) epoch if a step fits
-                more = math.ceil(left / per_epoch) if left > self.step_s else 0
+                more = (math.ceil(left / per_epoch) if left > self.step_s
+                        and not self.model.stop_training else 0)
                 self.epochs = epoch + 1 + more
                 if self.schedule is not None:  # the learning rate reaches its floor then
                     steps_left = max(0.0, left) / per_epoch * self.steps
@@ -287,6 +291,7 @@ def train(
                 info["budget"] = plan.to_dict()
                 callback.epochs, callback.steps = plan.epochs, plan.steps_per_epoch
                 callback.step_s, callback.warmup_steps = plan.step_s, WARMUP_STEPS + 1
+                callback.val_s = plan.val_s
                 # room for more epochs than planned: the deadline ends the run
                 run_cfg = replace(cfg, epochs=2 * plan.epochs + 2,
                                   steps_per_epoch=plan.steps_per_epoch)
