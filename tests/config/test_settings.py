@@ -153,7 +153,7 @@ def test_bfloat16_model_reloads_and_predicts_in_float32(tiny_patches, sample_pai
 
 @pytest.mark.slow
 def test_minutes_budget_stops_within_ten_percent(tiny_patches, tmp_path):
-    from napari_care_losses.training.trainer import EpochEnd, Finished, Started, train
+    from napari_care_losses.training.trainer import EpochEnd, Finished, Planned, Started, train
 
     cfg = tiny_config("mae", minutes=0.3, epochs=1000, steps_per_epoch=20)
     t0 = time.perf_counter()
@@ -162,8 +162,8 @@ def test_minutes_budget_stops_within_ten_percent(tiny_patches, tmp_path):
         events.append(ev)
         at.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - t0
-    assert isinstance(events[0], Started) and isinstance(events[-1], Finished), events[-1]
-    assert not events[-1].stopped
+    assert isinstance(events[0], Planned) and isinstance(events[1], Started), events[:2]
+    assert isinstance(events[-1], Finished) and not events[-1].stopped, events[-1]
     last_epoch = max(t for t, e in zip(at, events, strict=True) if isinstance(e, EpochEnd))
     timeline = (f"started at {at[0]:.1f} s, last epoch ended at {last_epoch:.1f} s, "
                 f"finished at {at[-1]:.1f} s")

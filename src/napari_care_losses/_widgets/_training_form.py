@@ -176,7 +176,7 @@ class TrainingForm(QWidget):
         self.budget = _label(BY_NAME["minutes"].label)
         self.budget.setToolTip(BY_NAME["minutes"].help)
         self.minutes.setSpecialValueText("off")  # epochs x steps (see the tooltip)
-        self.minutes.setSuffix(" minutes")
+        self.minutes.setSuffix(" min")
         self.outdir = QLineEdit(str(models_folder()))
         self.outdir.setToolTip("each run writes a model folder <loss>_<time> in here")
         browse = QPushButton("…")
