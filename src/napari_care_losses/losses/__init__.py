@@ -41,7 +41,7 @@ class _LossNames(StrEnum):
     def _missing_(cls, value: object) -> StrEnum | None:
         """A loss registered after import (a plugin, a test) gets a member on demand while
         it is registered."""
-        record = LOSSES.get(str(value))
+        record = next((r for r in loss_records() if r.name == str(value)), None)
         if record is None:
             return None
         member = _ADDED.get(record.name)
@@ -87,10 +87,10 @@ def _names() -> list[LossName]:
 
 
 #: Short labels (table columns, panel titles) by :class:`LossName`.
-LOSS_LABELS: Mapping[LossName, str] = _RecordView(_names, lambda n: LOSSES[n].short)
+LOSS_LABELS: Mapping[LossName, str] = _RecordView(_names, lambda n: loss_record(n).short)
 #: Default parameters of each loss; a loss accepts exactly these keys.
 DEFAULT_PARAMS: Mapping[LossName, dict[str, float]] = _RecordView(
-    _names, lambda n: LOSSES[n].defaults)
+    _names, lambda n: loss_record(n).defaults)
 #: Every loss parameter: (lowest, highest) allowed value and a help text (CLI and dock).
 LOSS_PARAM_INFO: Mapping[str, tuple[tuple[float, float], str]] = _RecordView(
     lambda: list(loss_params()), lambda k: ((loss_params()[k].lo, loss_params()[k].hi),
