@@ -38,7 +38,7 @@ def test_volumes_use_a_3d_window():
     noisy = gt + np.random.default_rng(3).normal(scale=2.0, size=gt.shape)
     scores, _ = microssim_stack(gt, noisy)
     assert len(scores) == 2 and all(0 < s < 1 for s in scores)
-    with pytest.raises(ValueError, match="at least 7"):
+    with pytest.raises(ValueError, match="pixels a side"):
         microssim_stack(gt[:, :4], noisy[:, :4])
 
 

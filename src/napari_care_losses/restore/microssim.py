@@ -8,12 +8,14 @@ MicroSSIM, from the paper's definition:
 1. subtract each set's background, its 3rd intensity percentile (ground truth and
    restoration each their own);
 2. divide both by one value, the largest background-subtracted ground-truth intensity;
-3. compare with SSIM (7-pixel uniform window, sample covariance, ``K1 = 0.01``,
-   ``K2 = 0.03``, data range of the normalised ground truth; the border of half a window
-   left out, as scikit-image does) in which the restoration is multiplied by one factor
-   ``α``, fitted once per dataset to maximise the mean SSIM over all its images (each
-   image with its own ``C1``, ``C2``; the ``microssim`` package 0.0.x takes the last
-   image's for all, which gives the same ``α`` when the images share a range).
+3. compare with SSIM in which the restoration is multiplied by one factor ``α``, fitted
+   once per dataset to maximise the mean SSIM over all its images. As the reference
+   package (``microssim`` 0.0.5) does: the fit uses a 7-pixel box window, each score
+   Wang et al.'s 11-tap Gaussian window (σ 1.5); both use sample covariances,
+   ``K1 = 0.01``, ``K2 = 0.03``, the data range of the normalised ground truth, and leave
+   out a border of half a window, as scikit-image does. (The package fits with the last
+   image's ``C1``, ``C2`` for all images; here each image keeps its own, which gives the
+   same ``α`` when the images share a range.)
 
 :func:`fit_microssim` fits the offsets, the maximum and ``α`` on a set of images (frames
 of a stack, or volumes); :func:`microssim` scores one image (2D, or 3D with a 3D window)
@@ -31,7 +33,9 @@ import numpy as np
 from scipy import ndimage, optimize
 
 BACKGROUND_PERCENTILE = 3.0
-WINDOW = 7
+WINDOW = 7  # box window of the α fit
+SIGMA, TRUNCATE = 1.5, 3.5  # Gaussian window of the score: 11 taps
+GAUSSIAN_WINDOW = 2 * int(TRUNCATE * SIGMA + 0.5) + 1
 K1, K2 = 0.01, 0.03
 
 
@@ -58,18 +62,22 @@ class _Elements:
     c2: float
 
 
-def _elements(gt: np.ndarray, restored: np.ndarray) -> _Elements:
+def _elements(gt: np.ndarray, restored: np.ndarray, gaussian: bool) -> _Elements:
+    """``gaussian``: Wang et al.'s 11-tap Gaussian window (σ 1.5), else a 7-pixel box."""
     x = np.asarray(gt, np.float64)
     y = np.asarray(restored, np.float64)
     if x.shape != y.shape:
         raise ValueError(f"MicroSSIM: shapes differ, {x.shape} and {y.shape}")
-    if min(x.shape) < WINDOW:
-        raise ValueError(f"MicroSSIM needs images of at least {WINDOW} pixels a side, "
+    window = GAUSSIAN_WINDOW if gaussian else WINDOW
+    if min(x.shape) < window:
+        raise ValueError(f"MicroSSIM needs images of at least {window} pixels a side, "
                          f"got {x.shape}")
-    n = WINDOW ** x.ndim
+    n = window ** x.ndim
     cov = n / (n - 1)
 
     def mean(a: np.ndarray) -> np.ndarray:
+        if gaussian:
+            return ndimage.gaussian_filter(a, SIGMA, truncate=TRUNCATE, mode="reflect")
         return ndimage.uniform_filter(a, WINDOW)
 
     ux, uy = mean(x), mean(y)
@@ -77,7 +85,7 @@ def _elements(gt: np.ndarray, restored: np.ndarray) -> _Elements:
     vy = cov * (mean(y * y) - uy * uy)
     vxy = cov * (mean(x * y) - ux * uy)
     r = float(x.max() - x.min())
-    inner = tuple(slice(WINDOW // 2, -(WINDOW // 2)) for _ in range(x.ndim))
+    inner = tuple(slice(window // 2, -(window // 2)) for _ in range(x.ndim))
     return _Elements(ux[inner], uy[inner], vx[inner], vy[inner], vxy[inner],
                      (K1 * r) ** 2, (K2 * r) ** 2)
 
@@ -106,7 +114,8 @@ def fit_microssim(gts: Sequence[np.ndarray], restored: Sequence[np.ndarray]) -> 
     max_value = float(all_gt.max() - offset_gt)
     if not np.isfinite(max_value) or max_value <= 0:
         raise ValueError("MicroSSIM: the ground truth is constant (nothing to compare)")
-    elements = [_elements(_normalise(g, offset_gt, max_value), _normalise(r, offset_r, max_value))
+    elements = [_elements(_normalise(g, offset_gt, max_value),
+                          _normalise(r, offset_r, max_value), gaussian=False)
                 for g, r in zip(gts, restored, strict=True)]
     pooled = _Elements(*(np.concatenate([getattr(e, f).ravel() for e in elements])
                          for f in ("ux", "uy", "vx", "vy", "vxy")), 0.0, 0.0)
@@ -123,7 +132,7 @@ def fit_microssim(gts: Sequence[np.ndarray], restored: Sequence[np.ndarray]) -> 
 def microssim(gt: np.ndarray, restored: np.ndarray, fit: MicroSSIMFit) -> float:
     """MicroSSIM of one image (2D, or a 3D volume with a 3D window) under ``fit``."""
     e = _elements(_normalise(gt, fit.offset_gt, fit.max_value),
-                  _normalise(restored, fit.offset_restored, fit.max_value))
+                  _normalise(restored, fit.offset_restored, fit.max_value), gaussian=True)
     return float(_ssim_map(fit.alpha, e).mean())
 
 
