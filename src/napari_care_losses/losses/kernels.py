@@ -35,3 +35,16 @@ def msssim_scales(patch_size: int | None = None) -> int:
     if scales == 0:
         raise ValueError(f"MS-SSIM needs patches of at least {window} px, got {patch_size}")
     return scales
+
+#: SSIM constants (Wang et al. 2004), for images scaled to [0, 1].
+SSIM_MAX_VAL, SSIM_K1, SSIM_K2 = 1.0, 0.01, 0.03
+
+
+def gaussian_kernel_1d(sigma: float, radius: int):
+    """Normalised 1D Gaussian (float32 NumPy) with taps at -radius..radius (scipy.ndimage's
+    kernel); ``radius`` 0 is the identity."""
+    import numpy as np
+
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-(x**2) / (2.0 * float(sigma) ** 2))
+    return (g / g.sum()).astype(np.float32)

@@ -1,18 +1,21 @@
 """Independent NumPy / scipy / scikit-image references for the registered losses.
 
 Used by the tests to cross-check :mod:`napari_care_losses.losses.keras_losses`; they work
-in float64 on channels-last arrays ``(batch, H, W, C)`` and return Python floats.
+in float64 on channels-last arrays ``(batch, H, W, C)`` and return Python floats; with
+``ndim=3`` on ``(batch, Z, Y, X, C)`` through :mod:`.reference3d`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import ndimage, signal
 from skimage.metrics import structural_similarity
 
+from . import reference3d as r3
+from .grid import Grid
 from .kernels import GAUSS_TRUNCATE, MSSSIM_WEIGHTS, SSIM_WINDOW, msssim_scales
 from .records import Implementations
 
@@ -45,8 +48,14 @@ def ref_mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean((y_pred - y_true) ** 2))
 
 
+def _in_3d(grid: Grid | None) -> bool:
+    return grid is not None and grid.ndim == 3
+
+
 @REFERENCES.register("fft")
-def ref_fft(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def ref_fft(y_true: np.ndarray, y_pred: np.ndarray, grid: Grid | None = None) -> float:
+    if _in_3d(grid):
+        return r3.fft3(y_true, y_pred)
     f_pred = np.fft.fft2(y_pred, axes=(1, 2), norm="ortho")
     f_true = np.fft.fft2(y_true, axes=(1, 2), norm="ortho")
     return float(np.mean(np.abs(f_pred - f_true)))
@@ -61,15 +70,18 @@ def _dog(x: np.ndarray, sigma1: float, sigma2: float) -> np.ndarray:
 
 
 @REFERENCES.register("bandpass")
-def ref_bandpass(y_true: np.ndarray, y_pred: np.ndarray, sigma1: float, sigma2: float) -> float:
+def ref_bandpass(y_true: np.ndarray, y_pred: np.ndarray, sigma1: float, sigma2: float,
+                 grid: Grid | None = None) -> float:
+    if _in_3d(grid):
+        return r3.bandpass3(y_true, y_pred, sigma1, sigma2, grid)
     return float(np.mean(np.abs(_dog(y_true, sigma1, sigma2) - _dog(y_pred, sigma1, sigma2))))
 
 
 @REFERENCES.register("fft+bandpass")
 def ref_fft_bandpass(y_true: np.ndarray, y_pred: np.ndarray, weight: float, sigma1: float,
-                     sigma2: float) -> float:
-    return (weight * ref_fft(y_true, y_pred)
-            + (1.0 - weight) * ref_bandpass(y_true, y_pred, sigma1, sigma2))
+                     sigma2: float, grid: Grid | None = None) -> float:
+    return (weight * ref_fft(y_true, y_pred, grid)
+            + (1.0 - weight) * ref_bandpass(y_true, y_pred, sigma1, sigma2, grid))
 
 
 def ref_ssim(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -85,7 +97,9 @@ def ref_ssim(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 @REFERENCES.register("ssim")
-def ref_ssim_loss(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def ref_ssim_loss(y_true: np.ndarray, y_pred: np.ndarray, grid: Grid | None = None) -> float:
+    if _in_3d(grid):
+        return 1.0 - r3.ssim3(y_true, y_pred, grid)
     return 1.0 - ref_ssim(y_true, y_pred)
 
 
@@ -136,8 +150,12 @@ def ref_msssim(y_true: np.ndarray, y_pred: np.ndarray, scales: int, eps: float =
 
 @REFERENCES.register("msssim_l1")
 def ref_msssim_l1(y_true: np.ndarray, y_pred: np.ndarray, alpha: float,
-                  patch_size: int | None = None) -> float:
-    msssim = ref_msssim(y_true, y_pred, msssim_scales(patch_size))
+                  patch_size: int | None = None, grid: Grid | None = None) -> float:
+    if _in_3d(grid):
+        msssim = r3.msssim3(y_true, y_pred, grid)
+    else:
+        edge = min(grid.patch) if grid is not None and grid.patch is not None else patch_size
+        msssim = ref_msssim(y_true, y_pred, msssim_scales(edge))
     return alpha * (1.0 - msssim) + (1.0 - alpha) * ref_mae(y_true, y_pred)
 
 
@@ -146,12 +164,22 @@ def reference_loss(
     y_true: np.ndarray,
     y_pred: np.ndarray,
     params: Mapping[str, Any] | None = None,
-    patch_size: int | None = None,
+    patch_size: int | Sequence[int] | None = None,
+    *,
+    ndim: int = 2,
+    voxel_size: Sequence[float] | None = None,
 ) -> float:
-    """Value of loss ``name`` computed with NumPy / scipy / scikit-image."""
+    """Value of loss ``name`` computed with NumPy / scipy / scikit-image; ``ndim=3``: the
+    3D form on ``(batch, Z, Y, X, C)`` arrays, ``voxel_size=(dz, dy, dx)`` as ``make_loss``."""
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    return float(REFERENCES.call(name, params, patch_size, y_true, y_pred))
+    rank = ndim + 2
+    if ndim in (2, 3) and (y_pred.ndim != rank or y_true.ndim != rank):
+        axes = "(batch, Z, Y, X, C)" if ndim == 3 else "(batch, Y, X, C)"
+        raise ValueError(f"the {ndim}D {name} loss needs arrays {axes}, got shapes "
+                         f"{y_true.shape} and {y_pred.shape}")
+    return float(REFERENCES.call(name, params, patch_size, y_true, y_pred, ndim=ndim,
+                                 voxel_size=voxel_size))
 
 
 __all__ = ["REFERENCES", "ref_msssim", "ref_ssim", "reference_loss"]
