@@ -9,11 +9,12 @@ Everything below is derived from the records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .grid import DIMS, Grid
 from .kernels import (
     GAUSS_TRUNCATE,
     MSSSIM_DEFAULT_SCALES,
@@ -108,13 +109,17 @@ def parse_loss_name(name: str) -> LossName:
 
 
 def validate_params(
-    name: LossName | str, params: Mapping[str, Any] | None = None, patch_size: int | None = None
+    name: LossName | str, params: Mapping[str, Any] | None = None,
+    patch_size: int | Sequence[int] | None = None, *, ndim: int = 2,
+    voxel_size: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Merge ``params`` into the loss defaults and check them; return the full parameter dict.
 
-    Raises ``ValueError`` naming the loss and the offending parameter.
+    ``patch_size``: one edge or one per spatial axis; ``ndim=3`` checks the 3D form with
+    ``voxel_size=(dz, dy, dx)`` (see :class:`Grid`). Raises ``ValueError`` naming the loss
+    and the offending parameter (or axis).
     """
-    return loss_record(name).validate(params, patch_size)
+    return loss_record(name).validate(params, patch_size, ndim=ndim, voxel_size=voxel_size)
 
 
 @dataclass(frozen=True)
@@ -127,10 +132,13 @@ class LossSpec:
     @classmethod
     def create(
         cls, name: LossName | str, params: Mapping[str, Any] | None = None,
-        patch_size: int | None = None,
+        patch_size: int | Sequence[int] | None = None, *, ndim: int = 2,
+        voxel_size: Sequence[float] | None = None,
     ) -> LossSpec:
+        """A checked spec (:func:`validate_params`; ``ndim``/``voxel_size`` only check)."""
         record = loss_record(name)
-        return cls(LossName(record.name), record.validate(params, patch_size))
+        return cls(LossName(record.name), record.validate(params, patch_size, ndim=ndim,
+                                                          voxel_size=voxel_size))
 
     @property
     def record(self) -> LossRecord:
@@ -154,6 +162,7 @@ class LossSpec:
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "DIMS",
     "GAUSS_TRUNCATE",
     "LOSSES",
     "LOSS_LABELS",
@@ -162,6 +171,7 @@ __all__ = [
     "MSSSIM_DEFAULT_SCALES",
     "MSSSIM_WEIGHTS",
     "SSIM_WINDOW",
+    "Grid",
     "LossName",
     "LossParam",
     "LossRecord",

@@ -15,6 +15,8 @@ from .kernels import SSIM_WINDOW, gaussian_radius, msssim_scales
 
 #: Spatial dimensions a loss can be evaluated in.
 DIMS = (2, 3)
+#: Names of the spatial axes (the last ``ndim``).
+AXES = ("Z", "Y", "X")
 
 
 def _positive(values: Sequence, what: str, ndim: int, kind: type) -> tuple:
@@ -26,9 +28,6 @@ def _positive(values: Sequence, what: str, ndim: int, kind: type) -> tuple:
         raise ValueError(f"{what} must be {ndim} positive numbers "
                          f"({', '.join(AXES[-ndim:])}), got {tuple(values)}")
     return out
-
-
-AXES = ("Z", "Y", "X")
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,14 @@ class Grid:
             pools.append((fz, 2, 2))
             z = None if z is None else z // fz
         return tuple(pools)
+
+    def ssim_min_shape(self, scales: bool = False) -> tuple[int, ...]:
+        """Smallest image / volume per axis on which SSIM (with ``scales``: this grid's
+        MS-SSIM, every pooling step included) is defined."""
+        taps = [2 * r + 1 for r in self.ssim_window()[1]]
+        for pool in self.msssim_pools() if scales else ():
+            taps = [t * f for t, f in zip(taps, pool, strict=True)]
+        return tuple(taps)
 
     def too_small(self, radii: Sequence[int], taps: bool = False) -> list[str]:
         """The axes whose patch cannot hold a kernel of ``radii`` (``radius < patch``, or

@@ -167,6 +167,7 @@ def ssim3_loss(grid: Grid) -> LossFn:
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         check_rank(y_pred, "ssim")
+        check_shape(y_pred, grid, "ssim")
         ssim, _ = ssim_terms(to_volumes(y_true), to_volumes(y_pred), window)
         return 1.0 - tf.reduce_mean(ssim)
 
@@ -178,12 +179,14 @@ def _pool(v: tf.Tensor, factors: tuple[int, ...]) -> tf.Tensor:
     return tf.nn.avg_pool3d(v[..., tf.newaxis], k, k, "VALID")[..., 0]
 
 
-def min_shape(grid: Grid) -> tuple[int, ...]:
-    """Smallest (Z, Y, X) on which the MS-SSIM of ``grid`` is defined."""
-    taps = [2 * r + 1 for r in grid.ssim_window()[1]]
-    for pool in grid.msssim_pools():
-        taps = [t * f for t, f in zip(taps, pool, strict=True)]
-    return tuple(taps)
+def check_shape(y: tf.Tensor, grid: Grid, name: str, scales: bool = False) -> None:
+    """``ValueError`` (one line) when a static (Z, Y, X) is smaller than the (MS-)SSIM
+    window of ``grid`` needs."""
+    need, shape = grid.ssim_min_shape(scales), tuple(y.shape[1:4])
+    if any(s is not None and s < n for s, n in zip(shape, need, strict=True)):
+        raise ValueError(f"the 3D {name} loss needs volumes of at least "
+                         f"{'×'.join(map(str, need))} (Z×Y×X), got {shape}; pass patch_size "
+                         "to make_loss")
 
 
 def ms_ssim3(y_true: tf.Tensor, y_pred: tf.Tensor, grid: Grid) -> tf.Tensor:
@@ -205,16 +208,10 @@ def ms_ssim3(y_true: tf.Tensor, y_pred: tf.Tensor, grid: Grid) -> tf.Tensor:
 
 
 def msssim3_l1_loss(alpha: float, grid: Grid) -> LossFn:
-    need = min_shape(grid)
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         check_rank(y_pred, "msssim_l1")
-        shape = tuple(y_pred.shape[1:4])
-        if any(s is not None and s < n for s, n in zip(shape, need, strict=True)):
-            raise ValueError(
-                f"3D MS-SSIM with {len(grid.msssim_pools()) + 1} scales needs volumes of at "
-                f"least {'×'.join(map(str, need))} (Z×Y×X), got {shape}; pass patch_size "
-                "to make_loss")
+        check_shape(y_pred, grid, "msssim_l1", scales=True)
         msssim = ms_ssim3(y_true, y_pred, grid)
         mae = tf.reduce_mean(tf.abs(y_pred - y_true))
         return alpha * (1.0 - msssim) + (1.0 - alpha) * mae
@@ -222,5 +219,5 @@ def msssim3_l1_loss(alpha: float, grid: Grid) -> LossFn:
     return loss
 
 
-__all__ = ["VolumeBlur", "bandpass3_loss", "fft3_loss", "filter_matrix", "min_shape",
+__all__ = ["VolumeBlur", "bandpass3_loss", "fft3_loss", "check_shape", "filter_matrix",
            "ms_ssim3", "msssim3_l1_loss", "ssim3_loss", "to_volumes"]

@@ -315,9 +315,9 @@ register(LossRecord(
     "bandpass", "Band-pass", "BP", "L1 after a difference-of-Gaussians band-pass (σ1 < σ2)",
     "mean |DoG(gt) − DoG(restored)|, DoG = G(σ1) − G(σ2)",
     rank=30, params=(SIGMA1, SIGMA2), check=_bandpass_problem, dims=BOTH,
-    definition_3d="mean |DoG(gt) − DoG(restored)| with separable 3D Gaussians, σ per axis "
-    "σ·dx/d (along Z σ/anisotropy, anisotropy = dz/dx, 1 without a voxel size), each kernel "
-    "(radius 4σ per axis) smaller than the patch along its axis"))
+    definition_3d="mean |DoG(gt) − DoG(restored)| with separable 3D Gaussians (reflect), σ "
+    "along an axis of voxel size d: σ·dx/d (along Z σ/anisotropy, anisotropy = dz/dx, 1 "
+    "without a voxel size); each kernel radius (4σ per axis) below the patch along its axis"))
 register(LossRecord(
     "fft+bandpass", "FFT + band-pass", "FFT+BP", "weighted sum of the FFT and band-pass losses",
     "w·fft + (1 − w)·bandpass",
@@ -335,9 +335,9 @@ register(LossRecord(
     "ssim", "SSIM", "SSIM", "1 − SSIM", "1 − SSIM (Gaussian window 11, σ 1.5)", rank=70,
     citation="Wang et al., Image quality assessment: from error visibility to structural "
              "similarity, IEEE TIP 2004", check=_window_problem, dims=BOTH,
-    definition_3d="1 − SSIM with a separable 3D Gaussian window: σ 1.5 px and 11 taps along "
-    "Y and X, along Z both divided by the anisotropy dz/dx (radius rounded half up); valid "
-    "(unpadded) along every axis"))
+    definition_3d="1 − SSIM with a separable 3D Gaussian window: σ 1.5 px and radius 5 px "
+    "along X, both ×dx/d along an axis of voxel size d (along Z ÷ anisotropy dz/dx; radius "
+    "rounded half up); valid (unpadded) along every axis"))
 register(LossRecord(
     "msssim_l1", "MS-SSIM + L1", "MS-SSIM+L1", "α·(1 − MS-SSIM) + (1 − α)·L1 (Zhao et al.)",
     "Zhao et al.'s mix α(1 − MS-SSIM) + (1 − α)·L1, with Wang et al.'s dyadic MS-SSIM (as "

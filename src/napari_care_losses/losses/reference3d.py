@@ -60,8 +60,16 @@ def _ssim_cs(x: np.ndarray, y: np.ndarray, grid: Grid) -> tuple[float, float]:
     return float(np.mean(lum * cs)), float(np.mean(cs))
 
 
+def _check_shape(x: np.ndarray, grid: Grid, scales: bool = False) -> None:
+    need = grid.ssim_min_shape(scales)
+    if any(s < n for s, n in zip(x.shape[1:4], need, strict=True)):
+        raise ValueError(f"3D (MS-)SSIM needs volumes of at least {'×'.join(map(str, need))} "
+                         f"(Z×Y×X), got {x.shape[1:4]}")
+
+
 def ssim3(y_true: np.ndarray, y_pred: np.ndarray, grid: Grid) -> float:
     """Mean 3D SSIM over volumes and channels."""
+    _check_shape(y_pred, grid)
     return float(np.mean([_ssim_cs(t, p, grid)[0]
                           for t, p in zip(_volumes(y_true), _volumes(y_pred), strict=True)]))
 
@@ -76,6 +84,7 @@ def _pool(a: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
 
 def msssim3(y_true: np.ndarray, y_pred: np.ndarray, grid: Grid, eps: float = 1e-6) -> float:
     """Mean 3D MS-SSIM over volumes and channels, pooled as ``grid.msssim_pools()``."""
+    _check_shape(y_pred, grid, scales=True)
     pools = grid.msssim_pools()
     scales = len(pools) + 1
     weights = np.asarray(MSSSIM_WEIGHTS[:scales], dtype=np.float64)

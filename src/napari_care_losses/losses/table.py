@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from .records import LossParam, loss_records
+from .records import LossParam, LossRecord, loss_records
 
 BEGIN = "<!-- loss table: generated from the loss records, `python -m " \
         "napari_care_losses.losses.table --write` -->"
@@ -29,17 +29,23 @@ def _cell(text: str) -> str:
 
 
 def _param(p: LossParam) -> str:
-    return f"`{p.name}` {p.default:g} ({p.lo:g} – {p.hi:g}): {p.tip}"
+    text = f"`{p.name}` {p.default:g} ({p.lo:g} – {p.hi:g}): {p.tip}"
+    return text + ("; in 3D per axis ×dx/d (Z: ÷ anisotropy)" if p.per_axis else "")
+
+
+def _definition_3d(r: LossRecord) -> str:
+    return r.definition_3d if 3 in r.dims else "2D only"
 
 
 def loss_table() -> str:
     """The Markdown table of every registered loss, in panel order."""
-    lines = ["| name | label | definition | parameters: default (range) | source |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| name | label | definition | 3D form (`ndim=3`, voxel size dz, dy, dx) "
+             "| parameters: default (range) | source |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in loss_records():
         params = "<br>".join(_cell(_param(p)) for p in r.params) or "none"
-        lines.append(f"| `{r.name}` | {_cell(r.short)} | {_cell(r.definition)} | {params} "
-                     f"| {_cell(r.citation) or '—'} |")
+        lines.append(f"| `{r.name}` | {_cell(r.short)} | {_cell(r.definition)} "
+                     f"| {_cell(_definition_3d(r))} | {params} | {_cell(r.citation) or '—'} |")
     return "\n".join(lines) + "\n"
 
 
