@@ -203,3 +203,52 @@ def test_write_docs_regenerates_the_tables(fake, tmp_path) -> None:
     (tmp_path / "README.md").write_text("# no table here\n")
     with pytest.raises(ValueError, match="README.md: needs exactly one loss table"):
         write_docs(tmp_path)
+
+
+def test_every_loss_has_a_3d_form_in_its_record_and_the_table() -> None:
+    rows = loss_table().splitlines()
+    assert "3D form" in rows[0]
+    for r in loss_records():
+        assert r.dims == (2, 3) and r.definition_3d
+        row = next(line for line in rows if line.startswith(f"| `{r.name}` |"))
+        assert row.split(" | ")[3] == r.definition_3d.replace("|", "\\|")
+        LossSpec.create(r.name, None, (64, 128, 128), ndim=3, voxel_size=(0.5, 0.16, 0.16))
+    assert [p.name for p in loss_params().values() if p.per_axis] == ["sigma1", "sigma2"]
+
+
+def test_a_loss_without_a_3d_form_says_so(fake) -> None:
+    assert fake.dims == (2,)
+    with pytest.raises(ValueError, match="loss 'fake_pow' has no 3D form \\(only 2D\\)"):
+        validate_params("fake_pow", None, (16, 64, 64), ndim=3)
+    row = next(line for line in loss_table().splitlines() if "`fake_pow`" in line)
+    assert row.split(" | ")[3] == "2D only"
+    with pytest.raises(ValueError, match="no 3D form"):
+        Implementations("test form", leading=2).call("fake_pow", None, None, 1, 2, ndim=3)
+
+
+def test_register_refuses_3d_without_a_definition(monkeypatch) -> None:
+    monkeypatch.setattr("napari_care_losses.losses.records.LOSSES", dict(LOSSES))
+    with pytest.raises(ValueError, match="'vol' has a 3D form: give its definition_3d"):
+        register(LossRecord("vol", "Vol", "V", "t", "d", rank=99, dims=(2, 3)))
+    with pytest.raises(ValueError, match="dims must hold 2"):
+        register(LossRecord("vol", "Vol", "V", "t", "d", rank=99, dims=(3,),
+                            definition_3d="d3"))
+
+
+def test_implementations_get_the_grid(monkeypatch) -> None:
+    from dataclasses import replace
+
+    monkeypatch.setitem(LOSSES, FAKE.name, replace(FAKE, dims=(2, 3), definition_3d="d3"))
+    forms = Implementations("test form", leading=2)
+
+    @forms.register("fake_pow")
+    def fake_form(y_true, y_pred, gamma, grid=None):
+        return y_true, y_pred, gamma, grid
+
+    *_, grid = forms.call("fake_pow", None, 32, "t", "p")
+    assert (grid.ndim, grid.patch, grid.voxel_size) == (2, (32, 32), None)
+    got = forms.call("fake_pow", {"gamma": 4}, (8, 32, 32), "t", "p", ndim=3,
+                     voxel_size=(0.3, 0.1, 0.1))
+    assert got[:3] == ("t", "p", 4.0)
+    assert (got[3].ndim, got[3].patch, got[3].voxel_size) == (3, (8, 32, 32), (0.3, 0.1, 0.1))
+    assert got[3].anisotropy == pytest.approx(3.0)
