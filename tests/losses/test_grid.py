@@ -3,6 +3,7 @@ window radii, the MS-SSIM pooling plan and the checks that name the axis."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_care_losses.losses import SSIM_WINDOW, Grid, gaussian_radius, msssim_scales
@@ -18,6 +19,8 @@ def test_lengths_per_axis_follow_the_voxel_size() -> None:
     iso = Grid.make(3, 32)
     assert iso.patch == (32, 32, 32) and iso.per_axis(2.5) == (2.5, 2.5, 2.5)
     assert Grid.make(3, None, (1.0, 1.0, 1.0)).per_axis(2.5) == iso.per_axis(2.5)
+    assert Grid.make(3, np.array([8, 32, 48]), np.array([2, 1, 1])) == Grid(
+        3, (8, 32, 48), (2.0, 1.0, 1.0))
 
 
 def test_2d_grid_is_the_old_behaviour() -> None:
@@ -67,6 +70,7 @@ def test_too_small_names_the_axes() -> None:
     [((4,), "ndim 2 or 3"), ((1,), "ndim 2 or 3"),
      ((3, (8, 64)), r"patch size must be 3 positive numbers \(Z, Y, X\)"),
      ((3, (8, 0, 64)), "patch size must be 3 positive"),
+     ((3, (8.5, 32, 32)), "patch size must be whole numbers of pixels"),
      ((2, 32, (1.0, 1.0)), "voxel size applies to 3D"),
      ((3, None, (1.0, -1.0, 1.0)), "voxel size must be 3 positive"),
      ((3, None, "abc"), "voxel size must be 3 numbers")])

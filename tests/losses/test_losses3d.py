@@ -277,3 +277,27 @@ def test_wrong_rank_and_too_small_volumes_one_line() -> None:
         make_loss("mae", ndim=4)
     with pytest.raises(ValueError, match="voxel size applies to 3D"):
         make_loss("bandpass", voxel_size=(1.0, 1.0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_LOSSES)
+def test_3d_loss_trains_a_keras_3d_network(name) -> None:
+    """``model.compile(loss=make_loss(..., ndim=3))`` on a small Conv3D network whose input
+    has unknown Z, Y, X (as CSBDeep's 3D U-Net): fit runs, the loss is finite and falls."""
+    import keras
+
+    shape, voxel = (4, 8, 32, 32, 1), (0.5, 0.16, 0.16)
+    y_true, _ = make_pair(shape, LossName.MAE, seed=11)
+    rng = np.random.default_rng(12)
+    x = (y_true + 0.2 * rng.standard_normal(shape)).astype(np.float32)
+    inp = keras.Input((None, None, None, 1))
+    hidden = keras.layers.Conv3D(4, 3, padding="same", activation="relu")(inp)
+    out = keras.layers.Conv3D(1, 3, padding="same")(hidden)
+    if name is LossName.LAPLACE:
+        scale = keras.layers.Conv3D(1, 1, activation="softplus")(hidden)
+        out = keras.layers.Concatenate()([out, scale])
+    model = keras.Model(inp, out)
+    model.compile(keras.optimizers.Adam(3e-3),
+                  loss=make_loss(name, None, shape[1:4], ndim=3, voxel_size=voxel))
+    history = model.fit(x, y_true, batch_size=2, epochs=6, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history)) and history[-1] < history[0]

@@ -2,7 +2,8 @@
 
 One evaluation (forward, and forward + gradient) of each loss's 3D Keras form on a
 16×16×64×64×1 batch (CSBDeep's 3D layout), CPU, median of ``--repeat`` runs after a warm-up
-(graph mode, as in training)::
+(graph mode, as in training); beside it the 2D form on the same voxels as 256 planes of
+64×64 (the slice-wise cost)::
 
     PYTHONPATH=src python tests/losses/timing_3d.py [--repeat 5] [--voxel DZ DY DX]
 """
@@ -13,6 +14,34 @@ import argparse
 import time
 
 import numpy as np
+
+
+def _median_ms(call, repeat: int) -> float:
+    call()  # trace and warm up
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = call()
+        np.asarray(out[0] if isinstance(out, tuple) else out)
+        runs.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(runs))
+
+
+def _time(fn, y_true, pred: np.ndarray, repeat: int) -> tuple[float, float]:
+    """Median ms of forward and of forward + gradient (graph mode)."""
+    import tensorflow as tf
+
+    y_pred = tf.Variable(pred)
+    forward = tf.function(lambda t, p: fn(t, p))
+
+    @tf.function
+    def with_grad(t):
+        with tf.GradientTape() as tape:
+            value = fn(t, y_pred)
+        return value, tape.gradient(value, y_pred)
+
+    return (_median_ms(lambda: forward(y_true, y_pred), repeat),
+            _median_ms(lambda: with_grad(y_true), repeat))
 
 
 def main() -> None:
@@ -33,33 +62,17 @@ def main() -> None:
     noisy = rng.uniform(size=shape).astype(np.float32)
     print(f"TensorFlow {tf.__version__}, {tf.config.threading.get_inter_op_parallelism_threads()}"
           f" inter-op threads; batch {'×'.join(map(str, shape))}, voxel {tuple(args.voxel)}")
-    print(f"{'loss':14s} {'forward ms':>11s} {'fwd+grad ms':>12s}")
+    print(f"{'loss':14s} {'3D fwd ms':>10s} {'3D fwd+grad':>12s} {'2D fwd ms':>10s} "
+          f"{'2D fwd+grad':>12s}")
+    planes = (shape[0] * shape[1], *shape[2:])
     for record in loss_records():
         pred = np.concatenate([noisy, np.full(shape, 0.2, np.float32)], -1) \
             if record.probabilistic else noisy
-        y_pred = tf.Variable(pred)
-        fn = make_loss(record.name, patch_size=shape[1:4], ndim=3, voxel_size=args.voxel)
-        forward = tf.function(lambda t, p, fn=fn: fn(t, p))
-
-        @tf.function
-        def with_grad(t, fn=fn, y_pred=y_pred):
-            with tf.GradientTape() as tape:
-                value = fn(t, y_pred)
-            return value, tape.gradient(value, y_pred)
-
-        times = {}
-        calls = (("fwd", lambda f=forward, p=y_pred: f(y_true, p)),
-                 ("grad", lambda g=with_grad: g(y_true)))
-        for label, call in calls:
-            call()  # trace and warm up
-            runs = []
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                out = call()
-                np.asarray(out[0] if isinstance(out, tuple) else out)
-                runs.append(time.perf_counter() - t0)
-            times[label] = 1e3 * float(np.median(runs))
-        print(f"{record.name:14s} {times['fwd']:11.1f} {times['grad']:12.1f}")
+        fn3 = make_loss(record.name, patch_size=shape[1:4], ndim=3, voxel_size=args.voxel)
+        fn2 = make_loss(record.name, patch_size=shape[2])
+        t3 = _time(fn3, y_true, pred, args.repeat)
+        t2 = _time(fn2, tf.reshape(y_true, planes), pred.reshape(*planes[:-1], -1), args.repeat)
+        print(f"{record.name:14s} {t3[0]:10.1f} {t3[1]:12.1f} {t2[0]:10.1f} {t2[1]:12.1f}")
 
 
 if __name__ == "__main__":

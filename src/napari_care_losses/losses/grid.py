@@ -22,8 +22,11 @@ AXES = ("Z", "Y", "X")
 def _positive(values: Sequence, what: str, ndim: int, kind: type) -> tuple:
     try:
         out = tuple(kind(v) for v in values)
+        whole = all(float(v) == o for v, o in zip(values, out, strict=True))
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be {ndim} numbers, got {values!r}") from None
+    if kind is int and not whole:
+        raise ValueError(f"{what} must be whole numbers of pixels, got {tuple(values)}")
     if len(out) != ndim or not all(v > 0 for v in out):
         raise ValueError(f"{what} must be {ndim} positive numbers "
                          f"({', '.join(AXES[-ndim:])}), got {tuple(values)}")
@@ -48,7 +51,10 @@ class Grid:
             raise ValueError(f"losses are 2D or 3D (ndim 2 or 3), got ndim={ndim!r}")
         patch = None
         if patch_size is not None:
-            edges = [patch_size] * ndim if not isinstance(patch_size, Sequence) else patch_size
+            try:  # one per axis (a tuple, a list, an array) or one edge for all
+                edges = list(patch_size)
+            except TypeError:
+                edges = [patch_size] * ndim
             patch = _positive(edges, "patch size", ndim, int)
         if voxel_size is not None:
             if ndim == 2:
