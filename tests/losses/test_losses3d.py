@@ -301,3 +301,27 @@ def test_3d_loss_trains_a_keras_3d_network(name) -> None:
                   loss=make_loss(name, None, shape[1:4], ndim=3, voxel_size=voxel))
     history = model.fit(x, y_true, batch_size=2, epochs=6, verbose=0).history["loss"]
     assert np.all(np.isfinite(history)) and history[-1] < history[0]
+
+
+def test_bandpass_sigma_along_z_is_sigma_over_anisotropy() -> None:
+    """Written out with scipy.ndimage (not through the Grid): σ·dx/dz along Z, σ·dx/dy
+    along Y, σ along X; 4σ truncation, reflect."""
+    from scipy import ndimage
+
+    dz, dy, dx = 0.6, 0.25, 0.2
+    s1, s2 = 0.7, 2.5
+    y_true, y_pred = make_pair((2, 16, 40, 40, 1), LossName.BANDPASS, seed=13)
+
+    def dog(x):
+        def blur(s):
+            return ndimage.gaussian_filter(x.astype(np.float64), (0, s * dx / dz, s * dx / dy,
+                                                                  s, 0), truncate=4.0)
+        return blur(s1) - blur(s2)
+
+    want = float(np.mean(np.abs(dog(y_pred) - dog(y_true))))
+    params = {"sigma1": s1, "sigma2": s2}
+    voxel = (dz, dy, dx)
+    np.testing.assert_allclose(ref3("bandpass", y_true, y_pred, params, voxel=voxel), want,
+                               rtol=1e-12)
+    np.testing.assert_allclose(keras3("bandpass", y_true, y_pred, params, voxel=voxel), want,
+                               rtol=2e-5)
