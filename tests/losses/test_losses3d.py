@@ -273,6 +273,14 @@ def test_wrong_rank_and_too_small_volumes_one_line() -> None:
     with pytest.raises(ValueError, match="at least 11×11×11"):
         reference_loss("ssim", np.zeros((1, 6, 32, 32, 1)), np.zeros((1, 6, 32, 32, 1)),
                        ndim=3)
+    volumes = tf.zeros((1, 12, 32, 32, 1))
+    for name in NON_PROBABILISTIC:
+        if name in (LossName.MAE, LossName.MSE):  # elementwise: any shape
+            assert float(make_loss(name)(volumes, volumes)) == 0.0
+            continue
+        with pytest.raises(ValueError, match=r"2D \S+ loss needs tensors \(batch, Y, X, ch.*"
+                                             r"got shape \(1, 12, 32, 32, 1\); make_loss\("):
+            make_loss(name, patch_size=32)(volumes, volumes)
     with pytest.raises(ValueError, match="2D or 3D"):
         make_loss("mae", ndim=4)
     with pytest.raises(ValueError, match="voxel size applies to 3D"):

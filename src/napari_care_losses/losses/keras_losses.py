@@ -34,17 +34,22 @@ from .records import Implementations  # noqa: E402
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
-#: The Keras form of each loss, by name: ``factory(**params[, patch_size]) -> LossFn``.
+#: The Keras form of each loss, by name: ``factory(**params[, patch_size][, grid]) -> LossFn``.
 KERAS_FORMS = Implementations("Keras form")
 
 #: Lower bound on per-scale SSIM / cs before the fractional powers of MS-SSIM.
 MSSSIM_EPS = 1e-6
 
 
-def _named(fn: LossFn, name: str) -> LossFn:
-    """``fn`` computed in float32 (whatever the network's precision), named ``name``."""
+def _named(fn: LossFn, name: str, images: bool = False) -> LossFn:
+    """``fn`` computed in float32 (whatever the network's precision), named ``name``; with
+    ``images``, a tensor that is not ``(batch, H, W, C)`` is refused in one line."""
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        if images and y_pred.shape.rank is not None and y_pred.shape.rank != 4:
+            raise ValueError(f"the 2D {name[5:]} loss needs tensors (batch, Y, X, channels), "
+                             f"got shape {tuple(y_pred.shape)}; make_loss(..., ndim=3) "
+                             "for volumes")
         return fn(tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32))
 
     loss.__name__ = loss.__qualname__ = name
@@ -159,7 +164,7 @@ def fft_loss(grid: Grid | None = None) -> LossFn:
         spec = tf.signal.fft2d(tf.complex(diff, tf.zeros_like(diff)))  # grad: real part
         return tf.reduce_mean(tf.abs(spec)) / norm
 
-    return _named(loss, "loss_fft")
+    return _named(loss, "loss_fft", images=True)
 
 
 @KERAS_FORMS.register("bandpass")
@@ -179,7 +184,7 @@ def bandpass_loss(sigma1: float = 0.5, sigma2: float = 5.0, grid: Grid | None = 
         planes = _to_planes(y_pred - tf.cast(y_true, y_pred.dtype))
         return tf.reduce_mean(tf.abs(blur1(planes) - blur2(planes)))
 
-    return _named(loss, "loss_bandpass")
+    return _named(loss, "loss_bandpass", images=True)
 
 
 @KERAS_FORMS.register("fft+bandpass")
@@ -215,7 +220,7 @@ def ssim_loss(grid: Grid | None = None) -> LossFn:
                               window)
         return 1.0 - tf.reduce_mean(ssim)
 
-    return _named(loss, "loss_ssim")
+    return _named(loss, "loss_ssim", images=True)
 
 
 def _ssim_terms(x: tf.Tensor, y: tf.Tensor, window: GaussianBlur) -> tuple[tf.Tensor, tf.Tensor]:
@@ -276,7 +281,7 @@ def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None,
         mae = tf.reduce_mean(tf.abs(y_pred - y_true))
         return alpha * (1.0 - msssim) + (1.0 - alpha) * mae
 
-    return _named(loss, "loss_msssim_l1")
+    return _named(loss, "loss_msssim_l1", images=True)
 
 
 def make_loss(
