@@ -71,6 +71,8 @@ def test_too_small_names_the_axes() -> None:
      ((3, (8, 64)), r"patch size must be 3 positive numbers \(Z, Y, X\)"),
      ((3, (8, 0, 64)), "patch size must be 3 positive"),
      ((3, (8.5, 32, 32)), "patch size must be whole numbers of pixels"),
+     ((2, 0), "patch size must be a positive whole number of pixels, got 0"),
+     ((3, 7.5), "patch size must be a positive whole number of pixels, got 7.5"),
      ((2, 32, (1.0, 1.0)), "voxel size applies to 3D"),
      ((3, None, (1.0, -1.0, 1.0)), "voxel size must be 3 positive"),
      ((3, None, "abc"), "voxel size must be 3 numbers")])

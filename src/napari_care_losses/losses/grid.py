@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 from .kernels import SSIM_WINDOW, gaussian_radius, msssim_scales
 
@@ -53,7 +54,11 @@ class Grid:
         if patch_size is not None:
             try:  # one per axis (a tuple, a list, an array) or one edge for all
                 edges = list(patch_size)
-            except TypeError:
+            except TypeError:  # one edge: name it as given
+                if not isinstance(patch_size, Real) or patch_size < 1 \
+                        or patch_size != int(patch_size):
+                    raise ValueError("patch size must be a positive whole number of pixels, "
+                                     f"got {patch_size!r}") from None
                 edges = [patch_size] * ndim
             patch = _positive(edges, "patch size", ndim, int)
         if voxel_size is not None:
