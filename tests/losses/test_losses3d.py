@@ -333,3 +333,29 @@ def test_bandpass_sigma_along_z_is_sigma_over_anisotropy() -> None:
                                rtol=1e-12)
     np.testing.assert_allclose(keras3("bandpass", y_true, y_pred, params, voxel=voxel), want,
                                rtol=2e-5)
+
+
+def _smooth_field(dz: float, nz: int, size: int = 32, seed: int = 14) -> np.ndarray:
+    """A smooth random field (12 plane waves, wavelengths ≥ ~6 px) sampled every ``dz``
+    along Z and every 1 along Y and X, over the same physical extent: (1, Z, Y, X, 1)."""
+    rng = np.random.default_rng(seed)
+    waves = [(rng.uniform(-1, 1, 3) * 2 * np.pi / 10, rng.uniform(0, 2 * np.pi))
+             for _ in range(12)]
+    zz, yy, xx = np.meshgrid((np.arange(nz) + 0.5) * dz, np.arange(size) + 0.5,
+                             np.arange(size) + 0.5, indexing="ij")
+    field = sum(np.cos(k[0] * zz + k[1] * yy + k[2] * xx + phase) for k, phase in waves)
+    return (0.05 * field[None, ..., None]).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, params", [(LossName.BANDPASS, {"sigma2": 3.0}),
+                                          (LossName.SSIM, None)])
+def test_same_physical_volume_at_two_z_samplings(name, params) -> None:
+    """An error field sampled with dz = dx (32 slices) and with dz = 2·dx (16 slices over
+    the same depth): given the voxel size, the 3D loss is about the same physical quantity;
+    taking the coarse stack as isotropic is off by several times more."""
+    fine, coarse = _smooth_field(1.0, 32), _smooth_field(2.0, 16)
+    base_f, base_c = np.full_like(fine, 0.5), np.full_like(coarse, 0.5)
+    at_fine = keras3(name, base_f, base_f + fine, params)
+    with_voxel = keras3(name, base_c, base_c + coarse, params, voxel=(2.0, 1.0, 1.0))
+    as_isotropic = keras3(name, base_c, base_c + coarse, params)
+    assert abs(with_voxel - at_fine) < abs(as_isotropic - at_fine) / 3

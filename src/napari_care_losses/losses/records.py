@@ -11,7 +11,10 @@ The Keras form and the NumPy reference of each loss are registered by name
 Adding a loss: one :func:`register` call at the end of this module, one
 ``@KERAS_FORMS.register(name)`` function in :mod:`.keras_losses` and one
 ``@REFERENCES.register(name)`` function in :mod:`.reference`; then regenerate the docs'
-tables (``python -m napari_care_losses.losses.table --write``).
+tables (``python -m napari_care_losses.losses.table --write``). A loss with a 3D form
+(volumes ``(B, Z, Y, X, C)``) says ``dims=(2, 3)`` and its ``definition_3d``; its functions
+take ``grid`` (a :class:`Grid`: dimensions, patch per axis, voxel size) unless they are
+elementwise, and lengths (``LossParam(per_axis=True)``) scale per axis with the voxel size.
 
 TensorFlow-free (imported by napari and the CLI before any training starts).
 """
