@@ -147,7 +147,7 @@ class ModelMeta:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "format": self.format, "status": self.status.value, "model_id": self.model_id,
+            "format": self.format, "status": Status(self.status).value, "model_id": self.model_id,
             "created": self.created, "axes": self.axes, "train": self.train.to_dict(),
             "data": self.data.to_dict(), "versions": dict(self.versions)}
         if self.precision is not None:
@@ -165,7 +165,7 @@ class ModelMeta:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ModelMeta:
         """Check a record as a whole; raise :class:`MetaError` naming the first bad key."""
-        unknown = sorted(set(raw) - _KEYS)
+        unknown = sorted(set(raw) - KEYS)
         if unknown:
             raise MetaError(unknown[0], "unknown key (damaged, or written by a newer version)")
         fmt = raw.get("format", 1)
@@ -202,7 +202,8 @@ class ModelMeta:
         return meta if meta.model_id else replace(meta, model_id=_legacy_id(raw))
 
 
-_KEYS = {"format", "status", "model_id", "created", "axes", "train", "data", "versions",
+#: The record's top-level JSON keys (no other module spells them: a test greps for them).
+KEYS = {"format", "status", "model_id", "created", "axes", "train", "data", "versions",
          "precision_used", "budget", "error", "history", "best_val_loss"}
 
 
