@@ -199,3 +199,12 @@ def test_refuses_a_package_that_is_not_ours(packages, tmp_path, cache):
     with pytest.raises(PackageError, match="not one exported by napari-care-losses"):
         resolve_model_source(foreign)
     assert json.loads(json.dumps(rdf))["weights"]  # still a model description
+
+
+def test_a_package_carries_the_model_id_of_its_folder(models, packages, cache):
+    """So the docks recognise a package of a listed model as that model."""
+    original = ModelFolder.open(models["laplace"])
+    unpacked = ModelFolder.open(resolve_model_source(packages["laplace"]))
+    assert unpacked.model_id == original.model_id and unpacked.path != original.path
+    assert _rdf(packages["laplace"])["config"]["napari-care-losses"]["model_id"] \
+        == original.model_id

@@ -113,3 +113,21 @@ def test_listing_skips_a_damaged_folder_and_says_why(tmp_path):
     assert [m.path for m in list_models(tmp_path, problems)] == [good]
     assert problems == [f"model folder {bad}: {META_FILE}: 'history': expected an object of "
                         "lists, got str"]
+
+
+@pytest.mark.parametrize("where", [CSBDEEP_CONFIG, META_FILE])
+def test_the_cli_refuses_a_damaged_folder_in_one_line(tmp_path, capsys, where):
+    import numpy as np
+    import tifffile
+
+    from napari_care_losses.cli import main
+
+    path = old_format_folder(tmp_path / "m")
+    raw = json.loads((path / where).read_text())
+    (path / where).write_text(json.dumps({**raw, "surplus": 1}))
+    tifffile.imwrite(tmp_path / "in.tif", np.zeros((32, 32), np.float32))
+    assert main(["predict", str(path), str(tmp_path / "in.tif"), "-o",
+                 str(tmp_path / "out.tif")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and where in err and "'surplus'" in err, err
+    assert not (tmp_path / "out.tif").exists()

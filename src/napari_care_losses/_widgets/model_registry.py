@@ -23,6 +23,7 @@ from pathlib import Path
 from psygnal import Signal
 
 from ..config.train import TrainConfig
+from ..losses import LossSpec
 from ..models.folder import ModelFolder, list_models
 from ..models.meta import Status
 
@@ -82,6 +83,10 @@ class ListedModel:
     @property
     def config(self) -> TrainConfig:
         return self.folder.config
+
+    @property
+    def loss(self) -> LossSpec:
+        return self.folder.config.loss
 
     @property
     def status(self) -> Status:
