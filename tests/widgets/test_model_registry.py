@@ -104,3 +104,23 @@ def test_napari_never_imports_prediction_or_tensorflow_when_docks_list_models(tm
     lines = dict(li.split(" ", 1) for li in out.stdout.splitlines() if " " in li)
     assert lines["LISTED"].startswith("3 5 "), out.stdout  # 3 models + TV and NL-means
     assert lines["LOADED"] == "[]", out.stdout
+
+
+def test_the_model_list_ends_its_export_process_when_it_goes(qtbot, monkeypatch):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from napari_care_losses._widgets.model_list import ModelList
+    from napari_care_losses.workers import restore_child
+
+    closed: list[bool] = []
+
+    class Process:
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr(restore_child, "RestoreProcess", Process)
+    widget = ModelList()
+    widget._restore_process()  # as the first export or package import starts it
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qtbot.waitUntil(lambda: closed == [True], timeout=5000)

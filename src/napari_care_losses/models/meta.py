@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import uuid
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -234,8 +233,3 @@ def _legacy_id(raw: dict[str, Any]) -> str:
     keep = {k: raw.get(k) for k in ("train", "history", "best_val_loss", "versions")}
     text = json.dumps(keep, sort_keys=True, default=str)
     return "legacy-" + hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """A best validation loss as recorded (NaN means none)."""
-    return value if value is not None and math.isfinite(value) else None
