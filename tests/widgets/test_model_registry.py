@@ -16,7 +16,7 @@ import pytest
 
 from napari_care_losses._widgets._compare_jobs import panel_title
 from napari_care_losses._widgets.model_registry import ModelRegistry
-from napari_care_losses.models.folder import META_FILE
+from napari_care_losses.models.folder import META_FILE, WEIGHTS_BEST
 from napari_care_losses.restore.engine import MethodSpec
 
 from ..models.fake import old_format_folder
@@ -44,16 +44,18 @@ def test_a_model_loaded_twice_or_copied_is_listed_once(tmp_path):
     assert reg.add(copy) is first and len(reg) == 1
 
 
-def test_the_names_do_not_depend_on_the_order_models_are_found(tmp_path):
+def test_a_models_folder_is_listed_newest_first_and_the_oldest_keeps_the_plain_name(
+        tmp_path):
     models = tmp_path / "models"
-    old_format_folder(models / "laplace_20261125-140312")
-    old_format_folder(models / "laplace_20261125-140350", best_val_loss=0.4)
-    names = set()
-    for _ in range(2):
-        reg = ModelRegistry()
-        assert reg.load_folder(models) == 2
-        names.add(tuple(sorted(m.display_name for m in reg.models())))
-    assert len(names) == 1
+    older = old_format_folder(models / "laplace_20261125-140312")
+    newer = old_format_folder(models / "laplace_20261125-140350", best_val_loss=0.4)
+    os.utime(older / WEIGHTS_BEST, (2e9, 2e9))  # newer weights, yet trained first
+    reg = ModelRegistry()
+    assert reg.load_folder(models) == 2
+    first, second = reg.models()
+    assert first.model_dir == newer and second.model_dir == older
+    alone = ModelRegistry().add(older)  # its name when listed alone
+    assert second.display_name == alone.display_name != first.display_name
 
 
 def test_a_damaged_folder_is_never_listed_and_said_in_one_line(tmp_path):

@@ -123,11 +123,11 @@ class ModelRegistry:
             return self._models[key]
         return next((m for m in self._models.values() if m.model_id == folder.model_id), None)
 
-    def display_name(self, folder: ModelFolder) -> str:
-        """A name no listed model has: the loss and the time training started, numbered
-        (" #2", …) when another listed model has it already."""
+    def display_name(self, folder: ModelFolder, taken: set[str] | None = None) -> str:
+        """A name no listed model has (nor any in ``taken``): the loss and the time training
+        started, numbered (" #2", …) when another listed model has it already."""
         base = f"{folder.config.loss.label} {folder.created:%H:%M}"
-        taken = {m.display_name for m in self._models.values()}
+        taken = {m.display_name for m in self._models.values()} | (taken or set())
         n, name = 1, base
         while name in taken:
             n += 1
@@ -156,11 +156,15 @@ class ModelRegistry:
         folders are said in :attr:`problems`. Returns how many models were added."""
         problems: list[str] = []
         found = list_models(folder if folder is not None else models_folder(), problems)
-        before = len(self._models)
-        for entry in reversed(found):  # oldest first: the first of a minute gets no number
-            self._put(entry)
+        new: list[ListedModel] = []
+        for entry in sorted(found, key=lambda m: m.created):  # the first of a minute: no #
+            if self.find(entry) is None and all(m.model_id != entry.model_id for m in new):
+                taken = {m.display_name for m in new}
+                new.append(ListedModel(entry, self.display_name(entry, taken)))
+        for listed in reversed(new):  # listed newest first
+            self._models[listed.model_dir.resolve()] = listed
         self.problems = problems
-        added = len(self._models) - before
+        added = len(new)
         if added or problems:
             self.changed.emit()
         return added

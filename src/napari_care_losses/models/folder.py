@@ -19,6 +19,7 @@ suffix on collision), so two runs started in the same second never share one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -114,6 +115,12 @@ def claim_model_dir(outdir: Path | str, base: str) -> Path:
             n += 1
             continue
         return path
+
+
+def release_claim(path: Path | str) -> None:
+    """Remove a claimed folder that a failed start left empty (anything in it stays)."""
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def check_new_model_dir(path: Path | str) -> Path:

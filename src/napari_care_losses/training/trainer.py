@@ -30,6 +30,7 @@ from ..models.folder import (
     check_new_model_dir,
     claim_model_dir,
     model_dir_name,
+    release_claim,
     write_meta,
 )
 from ..models.meta import DataInfo, ModelMeta, Status
@@ -205,6 +206,7 @@ def train(
     t0 = time.perf_counter()  # a time budget counts from here
     stop = stop or StopFlag()
     given, model_dir = model_dir, Path(model_dir or outdir)  # the folder once claimed
+    claimed = False
     try:
         if cfg.batch_size > len(patches.X):
             raise ValueError(f"batch size {cfg.batch_size} is larger than the "
@@ -214,11 +216,14 @@ def train(
                              f"{cfg.patch_size}px")
         meta = _meta(cfg, patches, data_info)
         model_dir = check_new_model_dir(given) if given else new_model_dir(Path(outdir), cfg)
+        claimed = not given
         model = build_care(cfg, model_dir.name, model_dir.parent)
         info: dict = {"meta": meta.but(precision=model.precision)}  # + the budget's plan
         atomic_weight_saves(model.keras_model)
         write_meta(model_dir, info["meta"])
     except Exception as exc:
+        if claimed:
+            release_claim(model_dir)  # a folder we claimed and left empty
         if isinstance(exc, OSError):
             yield Failed(os_error_message(model_dir, "creating it", exc), None)
         else:
