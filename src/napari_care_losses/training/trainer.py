@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -217,7 +218,9 @@ def train(
         meta = _meta(cfg, patches, data_info)
         model_dir = check_new_model_dir(given) if given else new_model_dir(Path(outdir), cfg)
         claimed = not given
-        model = build_care(cfg, model_dir.name, model_dir.parent)
+        with warnings.catch_warnings():  # CSBDeep: the folder we just claimed "exists"
+            warnings.filterwarnings("ignore", "output path for model already exists")
+            model = build_care(cfg, model_dir.name, model_dir.parent)
         info: dict = {"meta": meta.but(precision=model.precision)}  # + the budget's plan
         atomic_weight_saves(model.keras_model)
         write_meta(model_dir, info["meta"])
