@@ -126,3 +126,24 @@ def test_the_model_list_ends_its_export_process_when_it_goes(qtbot, monkeypatch)
     widget.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     qtbot.waitUntil(lambda: closed == [True], timeout=5000)
+
+
+def test_the_model_list_says_a_damaged_folder_in_one_line(qtbot, tmp_path):
+    from napari_care_losses._widgets.model_list import ModelList
+    from napari_care_losses._widgets.model_registry import REGISTRY
+
+    models = tmp_path / "models"
+    old_format_folder(models / "laplace_20261125-140312")
+    old_format_folder(models / "mae_20261125-140400", loss="mae", history=[1, 2])
+    widget = ModelList()
+    qtbot.addWidget(widget)
+    REGISTRY.clear()
+    try:
+        assert REGISTRY.load_folder(models) == 1
+        assert len(widget.titles()) == 1 and widget.titles()[0].startswith("Laplace ")
+        assert not widget.problems.isHidden()
+        line = widget.problems.text()
+        assert "\n" not in line and "'history'" in widget.problems.toolTip()
+        assert line.startswith("skipped a damaged model folder")
+    finally:
+        REGISTRY.clear()
