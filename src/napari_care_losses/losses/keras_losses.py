@@ -17,17 +17,13 @@ ensure_tensorflow()  # Linux + napari's OpenGL: see .._tf
 
 import tensorflow as tf  # noqa: E402
 
-from . import (  # noqa: E402
-    MSSSIM_WEIGHTS,
-    SSIM_WINDOW,
-    LossName,
-    gaussian_radius,
-    msssim_scales,
-    parse_loss_name,
-    validate_params,
-)
+from .kernels import MSSSIM_WEIGHTS, SSIM_WINDOW, gaussian_radius, msssim_scales  # noqa: E402
+from .records import Implementations  # noqa: E402
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+#: The Keras form of each loss, by name: ``factory(**params[, patch_size]) -> LossFn``.
+KERAS_FORMS = Implementations("Keras form")
 
 #: SSIM constants (Wang et al. 2004), for images scaled to [0, 1].
 SSIM_MAX_VAL, SSIM_K1, SSIM_K2 = 1.0, 0.01, 0.03
@@ -106,6 +102,7 @@ class GaussianBlur:
 # --- pixel losses --------------------------------------------------------------------
 
 
+@KERAS_FORMS.register("laplace")
 def laplace_loss() -> LossFn:
     """Negative log-likelihood of a Laplace distribution (no log 2 constant)."""
 
@@ -118,6 +115,7 @@ def laplace_loss() -> LossFn:
     return _named(loss, "loss_laplace")
 
 
+@KERAS_FORMS.register("mae")
 def mae_loss() -> LossFn:
     """Mean absolute error."""
 
@@ -127,6 +125,7 @@ def mae_loss() -> LossFn:
     return _named(loss, "loss_mae")
 
 
+@KERAS_FORMS.register("mse")
 def mse_loss() -> LossFn:
     """Mean squared error."""
 
@@ -139,6 +138,7 @@ def mse_loss() -> LossFn:
 # --- frequency losses ----------------------------------------------------------------
 
 
+@KERAS_FORMS.register("fft")
 def fft_loss() -> LossFn:
     """Mean modulus of the orthonormal 2D FFT of the error (patch-size independent scale)."""
 
@@ -152,6 +152,7 @@ def fft_loss() -> LossFn:
     return _named(loss, "loss_fft")
 
 
+@KERAS_FORMS.register("bandpass")
 def bandpass_loss(sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
     """Mean absolute difference of difference-of-Gaussians (sigma1 - sigma2) images.
 
@@ -168,6 +169,7 @@ def bandpass_loss(sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
     return _named(loss, "loss_bandpass")
 
 
+@KERAS_FORMS.register("fft+bandpass")
 def fft_bandpass_loss(weight: float = 0.5, sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
     """``weight * fft + (1 - weight) * bandpass``."""
     fft, bandpass = fft_loss(), bandpass_loss(sigma1, sigma2)
@@ -186,6 +188,7 @@ def _ssim_window() -> GaussianBlur:
     return GaussianBlur(sigma, (size - 1) // 2, mode="valid")
 
 
+@KERAS_FORMS.register("ssim")
 def ssim_loss() -> LossFn:
     """``1 - mean SSIM`` (11-tap Gaussian window, sigma 1.5, VALID, as tf.image.ssim)."""
     window = _ssim_window()
@@ -228,6 +231,7 @@ def ms_ssim(y_true: tf.Tensor, y_pred: tf.Tensor, scales: int, window: GaussianB
     return tf.reduce_mean(value)
 
 
+@KERAS_FORMS.register("msssim_l1")
 def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None) -> LossFn:
     """Zhao et al. (2017): ``alpha * (1 - MS-SSIM) + (1 - alpha) * MAE``.
 
@@ -254,40 +258,18 @@ def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None) -> LossFn
 
 
 def make_loss(
-    name: LossName | str, params: Mapping[str, Any] | None = None, patch_size: int | None = None
+    name: str, params: Mapping[str, Any] | None = None, patch_size: int | None = None
 ) -> LossFn:
     """Build the Keras loss ``name`` with ``params`` merged into its defaults.
 
-    ``patch_size`` (training patch edge in px) is used to validate the bandpass sigmas and
-    to choose the number of MS-SSIM scales.
+    ``patch_size`` (training patch edge in px) is used to validate the parameters (e.g. the
+    bandpass sigmas) and by the losses that need it (the number of MS-SSIM scales).
     """
-    loss = parse_loss_name(name)
-    p = validate_params(loss, params, patch_size)
-    structural = loss in (LossName.SSIM, LossName.MSSSIM_L1)
-    if structural and patch_size is not None and patch_size < SSIM_WINDOW[0]:
-        raise ValueError(
-            f"loss {loss.value!r} needs patches of at least {SSIM_WINDOW[0]} px, got {patch_size}"
-        )
-    if loss is LossName.LAPLACE:
-        return laplace_loss()
-    if loss is LossName.MAE:
-        return mae_loss()
-    if loss is LossName.MSE:
-        return mse_loss()
-    if loss is LossName.FFT:
-        return fft_loss()
-    if loss is LossName.BANDPASS:
-        return bandpass_loss(p["sigma1"], p["sigma2"])
-    if loss is LossName.SSIM:
-        return ssim_loss()
-    if loss is LossName.MSSSIM_L1:
-        return msssim_l1_loss(p["alpha"], patch_size)
-    if loss is LossName.FFT_BANDPASS:
-        return fft_bandpass_loss(p["weight"], p["sigma1"], p["sigma2"])
-    raise AssertionError(f"unhandled loss {loss}")  # pragma: no cover
+    return KERAS_FORMS.call(name, params, patch_size)
 
 
 __all__ = [
+    "KERAS_FORMS",
     "bandpass_loss",
     "fft_bandpass_loss",
     "fft_loss",

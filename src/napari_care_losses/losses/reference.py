@@ -13,17 +13,14 @@ import numpy as np
 from scipy import ndimage, signal
 from skimage.metrics import structural_similarity
 
-from . import (
-    GAUSS_TRUNCATE,
-    MSSSIM_WEIGHTS,
-    SSIM_WINDOW,
-    LossName,
-    msssim_scales,
-    parse_loss_name,
-    validate_params,
-)
+from .kernels import GAUSS_TRUNCATE, MSSSIM_WEIGHTS, SSIM_WINDOW, msssim_scales
+from .records import Implementations
 
 _K1, _K2, _MAX_VAL = 0.01, 0.03, 1.0
+
+#: The NumPy reference of each loss, by name: ``ref(y_true, y_pred, **params[, patch_size])``
+#: on float64 arrays.
+REFERENCES = Implementations("NumPy reference", leading=2)
 
 
 def _planes(x: np.ndarray) -> list[np.ndarray]:
@@ -31,12 +28,24 @@ def _planes(x: np.ndarray) -> list[np.ndarray]:
     return [x[b, :, :, c] for b in range(x.shape[0]) for c in range(x.shape[3])]
 
 
+@REFERENCES.register("laplace")
 def ref_laplace(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     n = y_true.shape[-1]
     mu, sigma = y_pred[..., :n], y_pred[..., n:]
     return float(np.mean(np.abs(y_true - mu) / sigma + np.log(sigma)))
 
 
+@REFERENCES.register("mae")
+def ref_mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(np.abs(y_pred - y_true)))
+
+
+@REFERENCES.register("mse")
+def ref_mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean((y_pred - y_true) ** 2))
+
+
+@REFERENCES.register("fft")
 def ref_fft(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     f_pred = np.fft.fft2(y_pred, axes=(1, 2), norm="ortho")
     f_true = np.fft.fft2(y_true, axes=(1, 2), norm="ortho")
@@ -51,8 +60,16 @@ def _dog(x: np.ndarray, sigma1: float, sigma2: float) -> np.ndarray:
     return blur(sigma1) - blur(sigma2)
 
 
+@REFERENCES.register("bandpass")
 def ref_bandpass(y_true: np.ndarray, y_pred: np.ndarray, sigma1: float, sigma2: float) -> float:
     return float(np.mean(np.abs(_dog(y_true, sigma1, sigma2) - _dog(y_pred, sigma1, sigma2))))
+
+
+@REFERENCES.register("fft+bandpass")
+def ref_fft_bandpass(y_true: np.ndarray, y_pred: np.ndarray, weight: float, sigma1: float,
+                     sigma2: float) -> float:
+    return (weight * ref_fft(y_true, y_pred)
+            + (1.0 - weight) * ref_bandpass(y_true, y_pred, sigma1, sigma2))
 
 
 def ref_ssim(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -65,6 +82,11 @@ def ref_ssim(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         for t, p in zip(_planes(y_true), _planes(y_pred), strict=True)
     ]
     return float(np.mean(values))
+
+
+@REFERENCES.register("ssim")
+def ref_ssim_loss(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return 1.0 - ref_ssim(y_true, y_pred)
 
 
 def _window() -> np.ndarray:
@@ -112,39 +134,24 @@ def ref_msssim(y_true: np.ndarray, y_pred: np.ndarray, scales: int, eps: float =
     return float(np.mean(values))
 
 
+@REFERENCES.register("msssim_l1")
+def ref_msssim_l1(y_true: np.ndarray, y_pred: np.ndarray, alpha: float,
+                  patch_size: int | None = None) -> float:
+    msssim = ref_msssim(y_true, y_pred, msssim_scales(patch_size))
+    return alpha * (1.0 - msssim) + (1.0 - alpha) * ref_mae(y_true, y_pred)
+
+
 def reference_loss(
-    name: LossName | str,
+    name: str,
     y_true: np.ndarray,
     y_pred: np.ndarray,
     params: Mapping[str, Any] | None = None,
     patch_size: int | None = None,
 ) -> float:
     """Value of loss ``name`` computed with NumPy / scipy / scikit-image."""
-    loss = parse_loss_name(name)
-    p = validate_params(loss, params, patch_size)
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    if loss is LossName.LAPLACE:
-        return ref_laplace(y_true, y_pred)
-    if loss is LossName.MAE:
-        return float(np.mean(np.abs(y_pred - y_true)))
-    if loss is LossName.MSE:
-        return float(np.mean((y_pred - y_true) ** 2))
-    if loss is LossName.FFT:
-        return ref_fft(y_true, y_pred)
-    if loss is LossName.BANDPASS:
-        return ref_bandpass(y_true, y_pred, p["sigma1"], p["sigma2"])
-    if loss is LossName.SSIM:
-        return 1.0 - ref_ssim(y_true, y_pred)
-    if loss is LossName.MSSSIM_L1:
-        msssim = ref_msssim(y_true, y_pred, msssim_scales(patch_size))
-        mae = float(np.mean(np.abs(y_pred - y_true)))
-        return p["alpha"] * (1.0 - msssim) + (1.0 - p["alpha"]) * mae
-    if loss is LossName.FFT_BANDPASS:
-        fft = ref_fft(y_true, y_pred)
-        bandpass = ref_bandpass(y_true, y_pred, p["sigma1"], p["sigma2"])
-        return p["weight"] * fft + (1.0 - p["weight"]) * bandpass
-    raise AssertionError(f"unhandled loss {loss}")  # pragma: no cover
+    return float(REFERENCES.call(name, params, patch_size, y_true, y_pred))
 
 
-__all__ = ["ref_msssim", "ref_ssim", "reference_loss"]
+__all__ = ["REFERENCES", "ref_msssim", "ref_ssim", "reference_loss"]
