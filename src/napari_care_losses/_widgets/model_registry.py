@@ -106,14 +106,18 @@ def _as_path(model) -> Path:
 class ModelRegistry:
     """Ordered set of :class:`ListedModel`, keyed by model folder; emits ``changed``.
 
-    ``problems`` holds one line per damaged model folder the last :meth:`load_folder` skipped.
+    :attr:`problems` holds one line per damaged model folder that :meth:`load_folder` skipped.
     """
 
     changed = Signal()
 
     def __init__(self) -> None:
         self._models: dict[Path, ListedModel] = {}
-        self.problems: list[str] = []
+        self._problems: dict[Path, list[str]] = {}  # by models folder, from its last listing
+
+    @property
+    def problems(self) -> list[str]:
+        return [line for lines in self._problems.values() for line in lines]
 
     def find(self, folder: ModelFolder) -> ListedModel | None:
         """The listed model that is ``folder``: the same folder, or the same model id (a
@@ -155,7 +159,8 @@ class ModelRegistry:
         remembered models folder); folders that are not models are skipped, damaged model
         folders are said in :attr:`problems`. Returns how many models were added."""
         problems: list[str] = []
-        found = list_models(folder if folder is not None else models_folder(), problems)
+        folder = Path(folder if folder is not None else models_folder()).expanduser()
+        found = list_models(folder, problems)
         new: list[ListedModel] = []
         for entry in sorted(found, key=lambda m: m.created):  # the first of a minute: no #
             if self.find(entry) is None and all(m.model_id != entry.model_id for m in new):
@@ -163,7 +168,7 @@ class ModelRegistry:
                 new.append(ListedModel(entry, self.display_name(entry, taken)))
         for listed in reversed(new):  # listed newest first
             self._models[listed.model_dir.resolve()] = listed
-        self.problems = problems
+        self._problems[folder.resolve()] = problems
         added = len(new)
         if added or problems:
             self.changed.emit()
@@ -175,7 +180,7 @@ class ModelRegistry:
 
     def clear(self) -> None:
         self._models.clear()
-        self.problems = []
+        self._problems.clear()
         self.changed.emit()
 
     def models(self) -> list[ListedModel]:
