@@ -147,3 +147,23 @@ def test_the_model_list_says_a_damaged_folder_in_one_line(qtbot, tmp_path):
         assert line.startswith("skipped a damaged model folder")
     finally:
         REGISTRY.clear()
+
+
+def test_loading_a_copy_of_a_listed_model_says_which_model_it_is(qtbot, tmp_path,
+                                                                  monkeypatch):
+    from napari_care_losses._widgets import model_list
+    from napari_care_losses._widgets.model_registry import REGISTRY
+
+    said: list[str] = []
+    monkeypatch.setattr(model_list, "show_info", said.append)
+    widget = model_list.ModelList()
+    qtbot.addWidget(widget)
+    REGISTRY.clear()
+    try:
+        first = widget.load_model_dir(old_format_folder(tmp_path / "laplace_20261125-140312"))
+        copy = shutil.copytree(first.model_dir, tmp_path / "copied" / first.name)
+        assert widget.load_model_dir(copy) is first and len(widget.titles()) == 1
+        assert said == [f"{first.name} is the model listed as {first.display_name!r} "
+                        f"({first.model_dir})"]
+    finally:
+        REGISTRY.clear()

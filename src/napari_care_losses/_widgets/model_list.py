@@ -186,13 +186,16 @@ class ModelList(QGroupBox):
         key = Path(items[0].data(Qt.UserRole))
         return next((m for m in REGISTRY.models() if m.model_dir.resolve() == key), None)
 
-    def load_model_dir(self, path: str | Path) -> ListedModel | None:
+    def load_model_dir(self, path: str | Path, source: Path | None = None
+                       ) -> ListedModel | None:
         """Add the model folder at ``path`` to the registry (errors become notifications);
-        a bioimage.io package is unpacked first, in the background (returns None then)."""
+        a bioimage.io package is unpacked first, in the background (returns None then; its
+        folder comes back with ``source``, the package)."""
         path = Path(path)
         if is_package(path):
             show_info(f"Unpacking {path.name} …")
-            self._unpack = unpack_package(self._restore_process(), path, self.load_model_dir,
+            self._unpack = unpack_package(self._restore_process(), path,
+                                          partial(self._load_unpacked, path),
                                           lambda e: show_error(f"Could not load {path}: {e}"))
             return None
         try:
@@ -200,11 +203,14 @@ class ModelList(QGroupBox):
         except (OSError, ValueError) as exc:
             show_error(f"Could not load a model from {path}: {exc}")
             return None
-        if model.model_dir.resolve() != path.resolve():
-            show_info(f"{path.name} is the model listed as {model.display_name!r} "
-                      f"({model.model_dir})")
+        if model.model_dir.resolve() != path.resolve():  # a copy, or a package of it
+            show_info(f"{(source or path).name} is the model listed as "
+                      f"{model.display_name!r} ({model.model_dir})")
         self.select(model.model_dir)
         return model
+
+    def _load_unpacked(self, package: Path, folder: str | Path) -> None:
+        self.load_model_dir(folder, source=package)
 
     def _sync_buttons(self) -> None:
         has = bool(self.list.selectedItems())
