@@ -72,12 +72,15 @@ class MethodSpec:
     factor: float | None = None  # fixed baseline strength; None: calibrate, or noise-based
 
     @classmethod
-    def for_model(cls, model_dir: str | Path) -> MethodSpec:
+    def for_model(cls, model_dir: str | Path, display_name: str | None = None) -> MethodSpec:
+        """A model's method; ``display_name`` (the napari registry's, unique there) becomes
+        both its name and its panel title."""
         from ..models.folder import ModelFolder
 
         folder = ModelFolder.open(model_dir).require_usable()
         loss = folder.config.loss
-        return cls(str(folder.path.resolve()), f"{loss.label} ({folder.name})", loss.label,
+        name = display_name or f"{loss.label} ({folder.name})"
+        return cls(str(folder.path.resolve()), name, display_name or loss.label,
                    model_dir=str(folder.path), loss=loss.name.value,
                    probabilistic=loss.probabilistic)
 
