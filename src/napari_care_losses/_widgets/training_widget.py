@@ -29,7 +29,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..restore.predict import RestorationModel
 from ..training.budget import duration
 from ..training.jobs import JobEvent, Preparing, PreviewReady
 from ..training.progress import RunProgress
@@ -346,7 +345,7 @@ class TrainingWidget(QWidget):
             else:
                 self.status_label.setText(self._preview.show(ev, item.label))
         elif isinstance(ev, Finished):
-            model = REGISTRY.add(RestorationModel(ev.model_dir))
+            model = REGISTRY.add(ev.model_dir)
             self.models.select(model.model_dir)
             how = f"stopped after {ev.epochs_done} epochs" if ev.stopped else "finished"
             ends = ", ".join(f"{what} {s:.1f} s" for what, s in ev.end_s.items())

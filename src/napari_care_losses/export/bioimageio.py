@@ -34,7 +34,6 @@ from .docs import CARE_CITE, LOSS_CITES, cover_image, documentation
 MARKER = "napari-care-losses"
 WEIGHTS_FILE = "weights.keras"
 DEFAULT_AUTHOR = "napari-care-losses user"
-LICENSES = ("BSD-3-Clause", "CC-BY-4.0", "MIT", "Apache-2.0", "CC0-1.0")
 CROP = 256  # test tensor side (pixels), at most
 
 
@@ -113,8 +112,7 @@ def test_crop(folder: ModelFolder) -> tuple[np.ndarray, np.ndarray | None, str]:
     from ..io.data import as_stack
 
     step = 2 ** folder.config.unet_n_depth
-    info = folder.data_info
-    low_file, high_file = info.get("low"), info.get("high")
+    low_file, high_file = folder.data_info.low, folder.data_info.high
     low = high = None
     if isinstance(low_file, str) and Path(low_file).is_file():
         try:
@@ -165,7 +163,7 @@ def export_package(model_dir: str | Path, output: str | Path, *, force: bool = F
     bioimageio.core's own model test passed on it."""
     folder = ModelFolder.open(model_dir)
     if folder.status != FINISHED and not force:
-        raise ExportError(f"model folder {folder.path}: status is {folder.status!r}, not "
+        raise ExportError(f"model folder {folder.path}: status is '{folder.status}', not "
                           f"'finished'; use --force to export it anyway")
     folder.require_usable()
     output = Path(output)
@@ -209,8 +207,8 @@ def _build(folder: ModelFolder, tmp: Path, output: Path, *, authors, license, na
     for key, arr in outs.items():
         np.save(tmp / f"test_{key}.npy", arr.astype(np.float32)[None, ..., None])
     cover_image(tmp / "cover.png", low, restored, high, f"{cfg.loss.label}: {folder.name}")
-    for f in (META_FILE, CSBDEEP_CONFIG):
-        shutil.copy(folder.path / f, tmp / f)
+    for f in folder.record_files:
+        shutil.copy(f, tmp / f.name)
     (tmp / "README.md").write_text(documentation(folder, test_source, prob))
 
     content = _rdf(folder, tmp, list(outs), authors=authors, license=license, name=name,
@@ -299,7 +297,8 @@ def _rdf(folder: ModelFolder, tmp: Path, out_ids: list[str], *, authors, license
                 {"relative_tolerance": 1e-3, "absolute_tolerance": 1e-3}],
                 "architecture_type": "2D U-Net (CARE)", "task": "denoising",
                 "modality": "fluorescence microscopy"},
-            MARKER: {"format": 1, "model_name": folder.name, "meta_file": META_FILE,
+            MARKER: {"format": 1, "model_name": folder.name, "model_id": folder.model_id,
+                     "meta_file": META_FILE,
                      "csbdeep_config": CSBDEEP_CONFIG, "weights": WEIGHTS_FILE,
                      "loss": cfg.loss.to_dict(), "probabilistic": cfg.loss.probabilistic,
                      "norm_pmin": cfg.norm_pmin, "norm_pmax": cfg.norm_pmax,

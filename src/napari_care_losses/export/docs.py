@@ -45,7 +45,6 @@ def documentation(folder: ModelFolder, test_source: str, probabilistic: bool) ->
     """The package's README.md: inputs/outputs, training settings and data, validation
     history, software versions and citations."""
     cfg = folder.config
-    meta = folder.meta
     settings = cfg.to_dict()
     loss = settings.pop("loss")
     lines = [f"# {folder.name}: CARE trained with the `{cfg.loss.name.value}` loss", "",
@@ -70,14 +69,13 @@ def documentation(folder: ModelFolder, test_source: str, probabilistic: bool) ->
     lines += ["## Training", "", f"* Loss: `{cfg.loss.name.value}` ({cfg.loss.label}), "
               f"parameters {loss.get('params') or {}}"]
     lines += [f"* `{k}`: {v}" for k, v in settings.items()]
-    data = meta.get("data") or {}
     lines += ["", "## Training data", ""]
-    lines += [f"* {k}: {v}" for k, v in data.items()] or ["* not recorded"]
+    lines += [f"* {k}: {v}" for k, v in folder.data_info.items()] or ["* not recorded"]
     lines += [f"* Test tensors: {test_source}."]
     hist = folder.history
     lines += ["", "## Validation", ""]
-    if "best_val_loss" in meta:
-        lines.append(f"* Best validation loss: {meta['best_val_loss']:.6g}")
+    if folder.best_val_loss is not None:
+        lines.append(f"* Best validation loss: {folder.best_val_loss:.6g}")
     if hist:
         keys = list(hist)
         lines += ["", "| epoch | " + " | ".join(keys) + " |",
@@ -85,7 +83,7 @@ def documentation(folder: ModelFolder, test_source: str, probabilistic: bool) ->
         for e in range(max(len(v) for v in hist.values())):
             row = [f"{hist[k][e]:.5g}" if e < len(hist[k]) else "" for k in keys]
             lines.append(f"| {e + 1} | " + " | ".join(row) + " |")
-    versions = meta.get("versions") or {}
+    versions = folder.versions
     if versions:
         lines += ["", "## Software", ""] + [f"* {k} {v}" for k, v in versions.items()]
     lines += ["", "## Citations", "", f"* CARE: {CARE_CITE[0]}, doi:{CARE_CITE[1]}"]
