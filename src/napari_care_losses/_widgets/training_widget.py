@@ -349,10 +349,9 @@ class TrainingWidget(QWidget):
             self.models.select(model.model_dir)
             how = f"stopped after {ev.epochs_done} epochs" if ev.stopped else "finished"
             ends = ", ".join(f"{what} {s:.1f} s" for what, s in ev.end_s.items())
+            ends = f" (end: {ends})" if ends else ""
             self.status_label.setText(f"{name} {how}; best validation loss "
-                                      f"{ev.best_val_loss:.4g}" + (f" (end: {ends})" if ends
-                                                                   else "")
-                                      + f". Saved in {ev.model_dir}")
+                                      f"{ev.best_val_loss:.4g}{ends}. Saved in {ev.model_dir}")
         elif isinstance(ev, Failed):
             self.last_error = ev.error
             self.status_label.setText(f"⚠ {ev.error}")
@@ -374,7 +373,8 @@ class TrainingWidget(QWidget):
             return
         now = time.perf_counter()
         self.progress.setValue(round(BAR_STEPS * run.fraction(now)))
-        parts = [self._label or "starting", run.epoch_text() or run.phase]
+        doing = run.epoch_text() if run.phase == "training" else run.phase  # or an end phase
+        parts = [self._label or "starting", doing]
         self.progress.setFormat(" · ".join(p for p in parts if p) + f" · {run.percent(now)} %")
         left = run.seconds_left(now)
         self._show_eta(" " if left is None else f"about {duration(left)} left")
