@@ -79,7 +79,9 @@ def run_jobs(low: FrameStack, high: FrameStack, configs: Sequence[TrainConfig],
     Each job's time budget counts from its first event (cutting patches, building the
     preview network and the model are in it). TensorFlow's graph state is not given back
     between jobs unless ``release_memory``: the dock's training process ends after its jobs,
-    which gives everything back (the release took 0.6–36 s on a busy 2-core machine)."""
+    which gives everything back, and with live previews the release took 30–34 s after each
+    1-minute job (2 busy cores; 0.9 s without previews): the ~26 s of silence at the end of
+    every job. Without it the process grows by about 25 MB per model until it exits."""
     if configs and "tensorflow" not in sys.modules:
         yield JobEvent(0, len(configs), configs[0].loss.label, Preparing("loading TensorFlow …"))
     ensure_tensorflow()  # before CSBDeep imports it: see .._tf
