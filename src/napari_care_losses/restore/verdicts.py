@@ -112,7 +112,9 @@ def compare_runs(a: np.ndarray, b: np.ndarray, a_fixed: bool = False, b_fixed: b
     a_img, b_img = a.mean(axis=0), b.mean(axis=0)
     t = p = math.nan
     if n >= 2 and np.any(a_img != b_img):
-        res = ttest_rel(a_img, b_img)
+        with warnings.catch_warnings():  # e.g. identical differences on every image
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = ttest_rel(a_img, b_img)
         t, p = float(res.statistic), float(res.pvalue)
     diff = float(np.mean(a_img - b_img)) if n else math.nan
     s = seed_test(a.mean(axis=1), b.mean(axis=1), a_fixed, b_fixed, alpha)
