@@ -128,6 +128,25 @@ def test_a_fixed_baseline_against_seeded_groups():
     assert "SD between Laplace seeds 0.10, TV fixed" in verdict_line(w)
 
 
+def test_two_fixed_methods_and_seeds_without_spread():
+    tv = MethodGroup.fixed("TV", "tv", {"psnr": BASE + 29.0, "ssim": [0.7] * N})
+    e = np.random.default_rng(5).normal(0, 0.05, N)
+    nlm = MethodGroup.fixed("NL-means", "nlm", {"psnr": BASE + 29.1 + e - e.mean(),
+                                                "ssim": [0.7] * N})
+    (v,) = group_verdicts([tv, nlm], reference="tv")
+    m = v.metrics["psnr"]
+    assert m.seed_result == "n/a" and m.diff == pytest.approx(0.1)  # no seeds to test across
+    p = stats.ttest_rel(nlm.scores("psnr")[0], tv.scores("psnr")[0]).pvalue
+    assert m.image_p == pytest.approx(p) and p < 0.05
+    assert verdict_line(v) == (f"NL-means vs TV: +0.10 dB (both fixed; {N} frames), "
+                               f"per-image p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}"
+                               " — better")
+    same = [_group("Laplace", (30.0, 30.0), noise=0), _group("FFT", (30.2, 30.2), noise=0)]
+    (w,) = group_verdicts(same)
+    assert w.metrics["psnr"].seed_result == "n/a" and verdict_line(w).endswith(
+        "— no spread between seeds to test against")
+
+
 def test_mean_and_sd_per_frame_across_seeds():
     lap = _group("Laplace", LAPLACE, noise=0)  # every frame: the three levels exactly
     tv = MethodGroup.fixed("TV", "tv", {"psnr": BASE + 29.0, "ssim": [0.7] * N})

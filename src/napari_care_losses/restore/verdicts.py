@@ -158,12 +158,14 @@ class MethodGroup:
     ``label`` is what a microscopist reads ("FFT"), ``method`` the loss or baseline name
     ("fft", "tv"), ``key`` the caller's grouping key (loss + every training setting but the
     seed; for a baseline its name and strength). A deterministic group has one run, seed
-    ``None``. Every run scores the same images with the same metrics.
+    ``None``. Each run is ``{metric: per-image scores}`` or one score record per image
+    (e.g. ``restore.metrics.Score``), stored as ``{metric: float array}``; every run scores
+    the same images with the same metrics (checked, one ``ValueError`` line).
     """
 
     label: str
     method: str
-    runs: Mapping[int | None, Mapping[str, np.ndarray]]
+    runs: Mapping[int | None, Mapping[str, np.ndarray]]  # as given: Metrics | records
     key: Hashable = None
     metrics: tuple[str, ...] = field(init=False)
     n_images: int = field(init=False)
