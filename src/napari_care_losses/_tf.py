@@ -18,11 +18,47 @@ training dock does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 import threading
 
 _lock = threading.Lock()
+
+#: What TensorFlow prints on stderr while it is imported that says nothing to a user: its
+#: oneDNN notice (twice, each after absl's "before InitializeLog" warning; printed whatever
+#: ``TF_CPP_MIN_LOG_LEVEL`` says, and silenced by ``TF_ENABLE_ONEDNN_OPTS=0`` only, which
+#: would change the numerics), so a later error is the first line a user sees.
+IMPORT_NOTICES = ("All log messages before absl::InitializeLog() is called are written to "
+                  "STDERR", "oneDNN custom operations are on.")
+
+
+@contextlib.contextmanager
+def _without_import_notices():
+    """Hold back what is written to file descriptor 2 (C++ and Python alike) and write it
+    out again, without the lines of :data:`IMPORT_NOTICES`."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().splitlines(keepends=True)
+            kept = b"".join(li for li in lines
+                            if not any(n.encode() in li for n in IMPORT_NOTICES))
+            if kept:
+                os.write(2, kept)
 
 
 def _system_llvm_loaded() -> bool:
@@ -48,7 +84,8 @@ def ensure_tensorflow() -> None:
         if can_set:
             sys.setdlopenflags(old | deepbind)
         try:
-            import tensorflow  # noqa: F401
+            with _without_import_notices():
+                import tensorflow  # noqa: F401
         finally:
             if can_set:
                 sys.setdlopenflags(old)

@@ -22,6 +22,7 @@ def cmd_train(args) -> int:
     from .config.train import config_from_args
     from .demo import _print_event
     from .io.data import make_patches
+    from .models.weights import is_storage_failure
     from .training.trainer import BatchEnd, Failed, StopFlag, train
 
     cfg = config_from_args(args)
@@ -54,6 +55,10 @@ def cmd_train(args) -> int:
                         print(f"    step {event.step}/{event.steps_per_epoch} "
                               f"loss {event.loss:.4f}")
                     continue
+                if isinstance(event, Failed) and is_storage_failure(event.error):
+                    # a full disk (or an unwritable folder): the folder says "failed" and
+                    # keeps its best weights; the next loss could not be saved either
+                    raise OSError(event.error)
                 _print_event(event, print)
                 if isinstance(event, Failed):
                     status = 1

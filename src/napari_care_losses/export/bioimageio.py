@@ -52,6 +52,9 @@ class ExportResult:
 def _need_bioimageio() -> None:
     # bioimageio.core's Keras backend defaults to torch; our networks are TensorFlow
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from .._tf import ensure_tensorflow
+
+    ensure_tensorflow()  # first, and quietly: bioimageio.core may import it otherwise
     try:
         import bioimageio.core  # noqa: F401
         import bioimageio.spec  # noqa: F401
