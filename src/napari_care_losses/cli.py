@@ -114,7 +114,7 @@ def cmd_evaluate(args) -> int:
 
     from .io.data import open_pair, release
     from .restore.engine import Calibration, MethodSpec, restore_all_or_raise
-    from .restore.metrics import score, score_stack
+    from .restore.metrics import ConstantGroundTruthError, score, score_stack
     from .restore.score_tables import to_markdown, write_csv
 
     if args.metric == "raw" and args.data_range is None:
@@ -131,8 +131,12 @@ def cmd_evaluate(args) -> int:
         try:
             methods = {"Input": score_stack(low.to_array(), high.to_array(), args.metric,
                                             args.data_range)}
-        except ValueError as exc:  # e.g. a constant ground-truth frame: name the file
+        except ConstantGroundTruthError as exc:  # the metric's error: name the file
             raise DataError(f"{high.name}: {exc}") from None
+        except DataError:  # names its file already (a bad low file is not the high one's)
+            raise
+        except ValueError as exc:
+            raise DataError(f"{low.name} scored against {high.name}: {exc}") from None
         results = restore_all_or_raise(specs, low, high, calibration=calibration,
                                        scorer=scorer, log=lambda m: print(m, flush=True))
     finally:

@@ -89,3 +89,130 @@ def test_after_a_full_disk_nothing_more_is_written(tiny_patches, tmp_path, monke
     assert len(names) == 3 and "weights_last.saving.h5" not in names, names
     assert sorted(p.name for p in last.model_dir.glob("*.h5")) == [
         "weights_best.h5", "weights_now.h5"]
+
+
+# -- 5. messages that name the right thing --------------------------------------------------
+
+STACK = np.random.default_rng(0).integers(1, 60000, (5, 32, 32)).astype(np.uint16)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    rc = cli.main([str(a) for a in argv])
+    return rc, one_error_line(capsys.readouterr().err)
+
+
+def test_a_bad_low_file_is_named_not_the_ground_truth(tmp_path, capsys):
+    high = tmp_path / "truth.tif"
+    tifffile.imwrite(high, STACK, photometric="minisblack")
+    low = tmp_path / "noisy.tif"
+    bad = STACK.astype(np.float32)
+    bad[2, 5, 5] = np.nan
+    tifffile.imwrite(low, bad, photometric="minisblack")
+    rc, err = run_cli(capsys, "evaluate", low, high, "--baseline", "gaussian", "-o",
+                      tmp_path / "s.csv")
+    assert rc == 2 and f"error: {low}: frame 2 contains NaN" in err and "truth.tif" not in err
+    flat = STACK.copy()  # the ground truth's own errors still name it
+    flat[1] = 9
+    tifffile.imwrite(high, flat, photometric="minisblack")
+    tifffile.imwrite(low, STACK, photometric="minisblack")
+    rc, err = run_cli(capsys, "evaluate", low, high, "-o", tmp_path / "s.csv")
+    assert rc == 2 and f"error: {high}: frame 1: PSNR/SSIM are undefined against a " in err
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"imagej": True}])
+def test_an_empty_stack_is_called_empty_not_truncated(tmp_path, capsys, kwargs):
+    empty = tmp_path / "empty.tif"
+    with pytest.warns(UserWarning):  # tifffile: "writing zero-size array"
+        tifffile.imwrite(empty, np.zeros((0, 32, 32), np.uint16), **kwargs)
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, STACK, photometric="minisblack")
+    for argv in (["train", empty, good], ["evaluate", good, empty]):
+        rc, err = run_cli(capsys, *argv)
+        assert rc == 2 and f"{empty}: an empty image" in err, err
+        assert "truncated" not in err and "damaged" not in err
+
+
+def fake_model(restore_frame, loss: str = "laplace"):
+    """A :class:`RestorationModel` named model_x whose network is ``restore_frame``."""
+    from napari_care_losses.restore.predict import RestorationModel
+
+    class Fake(RestorationModel):
+        def __init__(self, model_dir=None) -> None:
+            self.model_dir, self.config = Path("model_x"), tiny_config(loss)
+
+    Fake.restore_frame = restore_frame
+    return Fake
+
+
+def breaks_on_constant(self, img, tile_size=512):
+    """As CSBDeep's normalisation: divides by the frame's range."""
+    img = np.asarray(img, np.float32)
+    norm = (img - img.min()) / (img.max() - img.min())
+    return norm, norm
+
+
+def test_a_constant_input_frame_is_named_as_such(tmp_path, capsys, monkeypatch):
+    """Before: "restoration of … frame 1 with model_x contains NaN/inf" blamed the model."""
+    from napari_care_losses.restore import predict
+    from napari_care_losses.restore.engine import MethodSpec, restore_all
+
+    flat = STACK.copy()
+    flat[1] = 7
+    low = tmp_path / "low.tif"
+    tifffile.imwrite(low, flat, photometric="minisblack")
+    monkeypatch.setattr(predict, "RestorationModel", fake_model(breaks_on_constant))
+    monkeypatch.setattr(predict, "load_model", lambda d: predict.RestorationModel(d))
+    with np.errstate(all="ignore"):
+        rc, err = run_cli(capsys, "predict", tmp_path, low, "-o", tmp_path / "r.tif")
+    assert rc == 2 and f"error: {low}: frame 1 is constant (all values 7)" in err, err
+    assert "NaN" not in err and not (tmp_path / "r.tif").exists()
+
+    spec = MethodSpec("k", "Model X", "X", model_dir=str(tmp_path), probabilistic=True)
+    with np.errstate(all="ignore"):
+        _, errors = restore_all([spec, MethodSpec.for_baseline("tv")], low)
+    assert errors == [f"Model X failed: {low}: frame 1 is constant (all values 7); nothing "
+                      "to restore", f"TV failed: {low}: frame 1 is constant (all values 7); "
+                      "nothing to restore"]
+
+
+def test_out_of_memory_names_the_file_and_frame(tmp_path, capsys, monkeypatch):
+    from napari_care_losses.restore import predict
+    from napari_care_losses.restore.engine import MethodSpec, restore_all
+
+    low = tmp_path / "big.tif"
+    tifffile.imwrite(low, STACK, photometric="minisblack")
+
+    def oom(self, img, tile_size=512):
+        raise MemoryError()
+
+    monkeypatch.setattr(predict, "RestorationModel", fake_model(oom, "mae"))
+    monkeypatch.setattr(predict, "load_model", lambda d: predict.RestorationModel(d))
+    rc, err = run_cli(capsys, "predict", tmp_path, low, "-o", tmp_path / "r.tif")
+    assert rc == 2 and f"error: out of memory: {low}: frame 0 (32x32 px) with model_x" in err
+    assert "--tile-size" in err
+
+    spec = MethodSpec("k", "Model X", "X", model_dir=str(tmp_path))
+    _, errors = restore_all([spec], low)
+    assert errors == [f"Model X failed at frame 0 of {low}: out of memory (32x32 px frames: "
+                      "MemoryError)"]
+
+
+@pytest.mark.slow
+def test_tensorflow_says_nothing_on_stderr_when_it_loads(tmp_path):
+    """TensorFlow's oneDNN notice (four lines) used to come before any later error."""
+    code = ("import sys; from napari_care_losses._tf import ensure_tensorflow; "
+            "ensure_tensorflow(); import tensorflow as tf; "
+            "print('after', tf.constant(2).numpy(), file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0 and res.stderr == "after 2\n", res.stderr
+
+
+def test_only_the_notices_are_held_back(capfd):
+    from napari_care_losses._tf import IMPORT_NOTICES, _without_import_notices
+
+    with _without_import_notices():
+        os.write(2, f"W0000 {IMPORT_NOTICES[0]}\nsomething else\n".encode())
+        os.write(2, f"I0000 port.cc:153] {IMPORT_NOTICES[1]} You may see …\n".encode())
+    os.write(2, b"later\n")
+    assert capfd.readouterr().err == "something else\nlater\n"

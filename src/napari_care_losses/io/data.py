@@ -192,6 +192,15 @@ def _training_frame(stack: FrameStack, i: int) -> np.ndarray:
     return img
 
 
+def check_restorable(img: np.ndarray, name: str, i: int) -> None:
+    """Refuse a constant frame before it is restored: its percentile normalisation divides
+    by zero, and the NaN that follows would be blamed on the method, not on the input."""
+    lo, hi = np.min(img), np.max(img)
+    if lo == hi:
+        raise DataError(f"{name}: frame {i} is constant (all values {lo}); nothing to "
+                        "restore")
+
+
 @dataclass
 class PatchData:
     """Normalised training and validation patches, ``(S, Y, X, C)`` float32."""
