@@ -283,6 +283,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (*_USER_ERRORS, zlib.error)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the command unwinds like Ctrl+C: every
+    ``finally`` runs and temporary files and folders are removed."""
+
+
+#: commands whose SIGTERM unwinds (train stops after the batch instead; see cmd_train)
+_TERMINABLE = ("predict", "evaluate", "export")
+
+
+def _raise_terminated(signum, _frame) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
     if isinstance(exc, MemoryError):
@@ -311,9 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "loss", "unset") is None:
         args.loss = ["laplace"]
     name = f"napari-care-losses {args.command}"
+    previous = None
+    if args.command in _TERMINABLE and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         with input_channel(getattr(args, "channel", None) if args.command != "demo" else None):
             return int(args.func(args) or 0)
+    except Terminated:
+        if debug:
+            raise
+        print(f"{name}: terminated (SIGTERM); unfinished output and temporary files removed",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         if debug:
             raise
@@ -328,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: unexpected error: {type(exc).__name__}: {_one_line(exc)} (run with "
               "--debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -78,9 +78,9 @@ def test_weights_that_cannot_be_written_end_with_one_line_and_exit_code_2(pair_f
 def test_after_a_full_disk_nothing_more_is_written(tiny_patches, tmp_path, monkeypatch):
     """The epoch-1 checkpoints are written, epoch 2's hits the full disk: the best weights
     stay, and the last weights are not written again to the full disk (h5py crashed there)."""
-    from ..training.test_interruptions import full_disk
-
     from napari_care_losses.training.trainer import Failed, train
+
+    from ..training.test_interruptions import full_disk
 
     calls = full_disk(monkeypatch, writes_that_work=2)
     last = list(train(tiny_patches, tiny_config("mae", epochs=4), tmp_path))[-1]
@@ -216,3 +216,132 @@ def test_only_the_notices_are_held_back(capfd):
         os.write(2, f"I0000 port.cc:153] {IMPORT_NOTICES[1]} You may see …\n".encode())
     os.write(2, b"later\n")
     assert capfd.readouterr().err == "something else\nlater\n"
+
+
+# -- 6. no temporary files left behind; SIGTERM in every command ----------------------------
+
+def terminate_at(marker: str, setup: str, argv: list, cwd: Path, timeout: float = 120
+                 ) -> subprocess.CompletedProcess:
+    """Run the CLI in a child that first runs ``setup`` (patches that print ``marker`` and
+    wait at the phase), send SIGTERM once ``marker`` is printed; the child's result."""
+    code = (f"import sys, time\n{setup}\nfrom napari_care_losses import cli\n"
+            f"sys.exit(cli.main({[str(a) for a in argv]!r}))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env(), cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, deadline = [], time.monotonic() + timeout
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if marker in line or time.monotonic() > deadline:
+                break
+        if not any(marker in li for li in seen):
+            proc.kill()
+            raise AssertionError(f"{marker} never came: {seen} {proc.communicate()[1]}")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + out, err)
+
+
+def terminated_line(res, command: str) -> None:
+    line = one_error_line(res.stderr)
+    assert res.returncode == 143, (res.returncode, res.stderr)
+    assert line == (f"napari-care-losses {command}: terminated (SIGTERM); unfinished output "
+                    "and temporary files removed")
+
+
+FAKE_MODEL = """
+import numpy as np
+from types import SimpleNamespace
+from napari_care_losses.restore import predict
+class Fake:
+    name = "model_x"
+    loss = SimpleNamespace(name=SimpleNamespace(value="mae"))
+    def restore(self, stack, tile_size=512, progress=None):
+        return predict.Restoration(np.ones((3, 256, 256), np.float32) * np.arange(3)[:, None, None])
+predict.load_model = lambda d: Fake()
+"""
+
+
+def test_sigterm_while_predict_writes_leaves_no_temporary_file(tmp_path):
+    tifffile.imwrite(tmp_path / "in.tif", STACK[:3], photometric="minisblack")
+    setup = FAKE_MODEL + """
+import tifffile
+def imwrite(path, *a, **k):
+    open(path, "wb").write(b"partial" * 1000)
+    print("WRITING", flush=True)
+    time.sleep(60)
+tifffile.imwrite = imwrite
+"""
+    res = terminate_at("WRITING", setup, ["predict", tmp_path, "in.tif", "-o", "out.tif"],
+                       tmp_path)
+    terminated_line(res, "predict")
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
+
+
+def test_sigterm_during_evaluate_is_one_line(tmp_path):
+    tifffile.imwrite(tmp_path / "low.tif", STACK, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "high.tif", STACK, photometric="minisblack")
+    setup = """
+from napari_care_losses.restore import baselines
+def restore_frame(self, img):
+    print("RESTORING", flush=True)
+    time.sleep(60)
+baselines.Baseline.restore_frame = restore_frame
+"""
+    res = terminate_at("RESTORING", setup, ["evaluate", "low.tif", "high.tif", "--baseline",
+                                            "gaussian", "--strength", "1", "-o", "s.csv"],
+                       tmp_path)
+    terminated_line(res, "evaluate")
+    assert sorted(os.listdir(tmp_path)) == ["high.tif", "low.tif"]
+
+
+def test_sigterm_during_export_removes_its_temporary_folder(tmp_path):
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    setup = f"""
+import os, tempfile
+tempfile.tempdir = {str(tmpdir)!r}
+from napari_care_losses.export import bioimageio as bexp
+from napari_care_losses.models.folder import FINISHED
+class Folder:
+    status = FINISHED
+    path = {str(tmp_path)!r}
+    def require_usable(self):
+        return self
+bexp.ModelFolder.open = staticmethod(lambda d: Folder())
+bexp._need_bioimageio = lambda: None
+def build(folder, tmp, output, **kwargs):
+    (tmp / "weights.keras").write_bytes(b"x" * 100000)
+    print("BUILDING", flush=True)
+    time.sleep(60)
+bexp._build = build
+"""
+    res = terminate_at("BUILDING", setup, ["export", "model", "-o", "m.zip", "--name", "test package"], tmp_path)
+    terminated_line(res, "export")
+    assert os.listdir(tmpdir) == [] and not (tmp_path / "m.zip").exists()
+
+
+def test_a_failed_export_leaves_no_hidden_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from napari_care_losses.export import bioimageio as bexp
+
+    staged = tmp_path / "package.zip"
+    staged.write_bytes(b"PK" * 1000)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.zip").write_bytes(b"the previous package")
+
+    def copyfile(src, dst):
+        Path(dst).write_bytes(b"PK")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    with pytest.raises(OSError, match=f"could not write {out / 'model.zip'}: No space left"):
+        bexp.publish(staged, out / "model.zip")
+    assert os.listdir(out) == ["model.zip"]
+    assert (out / "model.zip").read_bytes() == b"the previous package"

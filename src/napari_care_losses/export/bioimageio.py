@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.tiff import atomic_path
 from ..models.folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder
 from ..models.package_import import summary_errors
 from .docs import CARE_CITE, LOSS_CITES, cover_image, documentation
@@ -234,10 +235,16 @@ def _build(folder: ModelFolder, tmp: Path, output: Path, *, authors, license, na
         summary = test_model(staged)
     if summary.status != "passed":
         raise ExportError(f"bioimage.io model test failed: {summary_errors(summary)}")
-    tmp_out = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    shutil.copyfile(staged, tmp_out)
-    os.replace(tmp_out, output)
+    publish(staged, output)
     return ExportResult(output, summary, test_source)
+
+
+def publish(staged: Path, output: Path) -> None:
+    """Copy the finished package to ``output`` through a hidden temporary file that is
+    renamed, or removed on any failure (a full disk, a signal): never a partial package,
+    never a temporary file left behind."""
+    with atomic_path(output) as tmp_out:
+        shutil.copyfile(staged, tmp_out)
 
 
 def _file(tmp: Path, name: str) -> dict:
