@@ -113,6 +113,7 @@ def cmd_evaluate(args) -> int:
     from functools import partial
 
     from .io.data import open_pair, release
+    from .models.package_import import resolve_model_source
     from .restore.engine import Calibration, MethodSpec, restore_all_or_raise
     from .restore.metrics import ConstantGroundTruthError, score, score_stack
     from .restore.score_tables import to_markdown, write_csv
@@ -120,7 +121,8 @@ def cmd_evaluate(args) -> int:
     if args.metric == "raw" and args.data_range is None:
         raise ValueError("--metric raw needs --data-range (e.g. 255 for 8-bit images)")
     scorer = partial(score, mode=args.metric, data_range=args.data_range)
-    specs = [MethodSpec.for_model(m) for m in args.model or []]
+    # a bioimage.io package (.zip or its unpacked folder) is unpacked into the cache first
+    specs = [MethodSpec.for_model(resolve_model_source(m)) for m in args.model or []]
     specs += [MethodSpec.for_baseline(b, args.strength) for b in args.baseline or []]
     calibration = None
     if args.calibrate and args.strength is None and args.baseline:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -29,12 +30,20 @@ import numpy as np
 from ..io.tiff import atomic_path
 from ..models.folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder
 from ..models.package_import import summary_errors
-from .docs import CARE_CITE, LOSS_CITES, cover_image, documentation
+from .docs import (
+    CARE_CITE,
+    LOSS_CITES,
+    PLACEHOLDER_AUTHOR,
+    cover_image,
+    documentation,
+    file_names,
+)
 
 #: Marker in the package's ``config`` that says the package is ours.
 MARKER = "napari-care-losses"
 WEIGHTS_FILE = "weights.keras"
-DEFAULT_AUTHOR = "napari-care-losses user"
+#: the author when none is given (``--author``); the package's README says it is a placeholder
+DEFAULT_AUTHOR = PLACEHOLDER_AUTHOR
 LICENSES = ("BSD-3-Clause", "CC-BY-4.0", "MIT", "Apache-2.0", "CC0-1.0")
 CROP = 256  # test tensor side (pixels), at most
 
@@ -213,9 +222,12 @@ def _build(folder: ModelFolder, tmp: Path, output: Path, *, authors, license, na
     for key, arr in outs.items():
         np.save(tmp / f"test_{key}.npy", arr.astype(np.float32)[None, ..., None])
     cover_image(tmp / "cover.png", low, restored, high, f"{cfg.loss.label}: {folder.name}")
-    for f in (META_FILE, CSBDEEP_CONFIG):
-        shutil.copy(folder.path / f, tmp / f)
-    (tmp / "README.md").write_text(documentation(folder, test_source, prob))
+    shutil.copy(folder.path / CSBDEEP_CONFIG, tmp / CSBDEEP_CONFIG)
+    meta = json.loads((folder.path / META_FILE).read_text())
+    if isinstance(meta.get("data"), dict):  # where the training files were is private
+        meta["data"] = file_names(meta["data"])
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    (tmp / "README.md").write_text(documentation(folder, test_source, prob, authors))
 
     content = _rdf(folder, tmp, list(outs), authors=authors, license=license, name=name,
                    description=description, test_source=test_source,
@@ -326,7 +338,8 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="export a model whose training did not finish (e.g. stopped)")
     p.add_argument("--author", action="append", default=None,
-                   help=f"author name (repeatable; default: {DEFAULT_AUTHOR!r})")
+                   help="author name (repeatable); without it the package names the "
+                        f"placeholder {DEFAULT_AUTHOR!r} and its README says so")
     p.add_argument("--license", default="BSD-3-Clause",
                    help="SPDX licence id (default BSD-3-Clause; e.g. CC-BY-4.0)")
     p.add_argument("--name", default=None, help="package name (default: from the model)")
@@ -337,6 +350,9 @@ def add_parser(sub) -> None:
 def cmd_export(args) -> int:
     result = export_package(args.model, args.output, force=args.force, authors=args.author,
                             license=args.license, name=args.name, description=args.description)
+    if not args.author:
+        print(f"note: no --author given; the package names the placeholder author "
+              f"{DEFAULT_AUTHOR!r} (its README says so)")
     print(f"bioimage.io model test: {result.summary.status}")
     print(f"Wrote {result.path} (test tensors: {result.test_source})")
     return 0
