@@ -222,6 +222,7 @@ def _write_h5(folder: Path, keras_file: Path) -> None:
     import keras
 
     from .network import build_care
+    from .weights import atomic_weight_saves
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
             warnings.catch_warnings():
@@ -237,6 +238,7 @@ def _write_h5(folder: Path, keras_file: Path) -> None:
         raise PackageError(f"{keras_file.name} does not match the network in config.json")
     for mine, their in zip(ours, theirs, strict=True):
         mine.set_weights(their.get_weights())
+    atomic_weight_saves(care.keras_model)  # HDF5 never writes to a (possibly full) disk
     care.keras_model.save_weights(str(folder / WEIGHTS_BEST))
 
 
