@@ -11,7 +11,12 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
+# TensorFlow's C++ log: quiet, so that a user's error is the only line on stderr (oneDNN logs
+# a spurious "E … oneDNN supports DT_INT32 only on platforms with AVX-512" at the first
+# training step even on AVX-512 CPUs; real failures still reach us as Python exceptions).
+# ``--debug`` shows it all. Its import notices are held back by ``_tf``.
+_TF_LOG_OURS = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from .io.data import DataError  # noqa: E402
 from .losses import LossName  # noqa: E402
@@ -320,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv[:end]
     if debug:
         argv = [a for i, a in enumerate(argv) if i >= end or a != "--debug"]
+        if _TF_LOG_OURS and "tensorflow" not in sys.modules:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # -h, or a usage error already printed as one line

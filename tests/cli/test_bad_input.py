@@ -59,9 +59,10 @@ def test_weights_that_cannot_be_written_end_with_one_line_and_exit_code_2(pair_f
     do not fit) while the checkpoint is written: one line, exit code 2, a truthful folder."""
     low, high = pair_files
     out = tmp_path / "models"
+    quiet_by_default = {k: v for k, v in env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     res = subprocess.run([sys.executable, "-c", LIMITED, "20000", "train", str(low), str(high),
                           "--loss", "mae", "--out", str(out), "--epochs", "2", *TINY_FLAGS],
-                         env=env(), capture_output=True, text=True, timeout=300)
+                         env=quiet_by_default, capture_output=True, text=True, timeout=300)
     (model_dir,) = out.iterdir()
     line = one_error_line(res.stderr)
     assert res.returncode == 2, res
@@ -319,7 +320,8 @@ def build(folder, tmp, output, **kwargs):
     time.sleep(60)
 bexp._build = build
 """
-    res = terminate_at("BUILDING", setup, ["export", "model", "-o", "m.zip", "--name", "test package"], tmp_path)
+    res = terminate_at("BUILDING", setup,
+                       ["export", "model", "-o", "m.zip", "--name", "test package"], tmp_path)
     terminated_line(res, "export")
     assert os.listdir(tmpdir) == [] and not (tmp_path / "m.zip").exists()
 
