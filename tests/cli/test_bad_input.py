@@ -347,3 +347,28 @@ def test_a_failed_export_leaves_no_hidden_temporary_file(tmp_path, monkeypatch):
         bexp.publish(staged, out / "model.zip")
     assert os.listdir(out) == ["model.zip"]
     assert (out / "model.zip").read_bytes() == b"the previous package"
+
+
+# -- 4. (fast part) a package that would fill the cache is refused before unpacking --------
+
+def test_a_package_of_constant_weights_is_refused_before_unpacking(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from napari_care_losses.models.package_import import PackageError, _check_size
+
+    monkeypatch.delenv("NAPARI_CARE_LOSSES_MAX_UNPACK_MB", raising=False)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.weights.h5", bytes(100_000_000))  # 100 MB of zeros
+    package = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(package, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("weights.keras", inner.getvalue())
+        zf.writestr("care_losses.json", "{}")
+    assert package.stat().st_size < 1_000_000
+    with pytest.raises(PackageError, match=rf"^{package}: unpacking this 0\.\d MB package "
+                                           r"would write 100 MB into the cache .*more than "
+                                           r"the 64 MB allowed"):
+        _check_size(package, "weights.keras")
+    monkeypatch.setenv("NAPARI_CARE_LOSSES_MAX_UNPACK_MB", "200")  # the user trusts it
+    _check_size(package, "weights.keras")

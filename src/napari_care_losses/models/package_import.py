@@ -120,11 +120,14 @@ def resolve_model_source(path: str | Path) -> Path:
         ModelFolder.open(folder).require_usable()
         keras_file.unlink()
         index = {"folder": name, "sha256": {f.name: _sha256(f) for f in folder.iterdir()}}
-        with contextlib.suppress(OSError):  # another process may have won the race
+        try:
             os.replace(folder, target / name)
-        if _cached(target) is None:  # we won: record what a later use must find
-            (target / INDEX).write_text(json.dumps(index))
-        return _cached(target) or target / name
+        except OSError:
+            if not (target / name / WEIGHTS_BEST).is_file():
+                raise
+            return target / name  # another process unpacked it first
+        (target / INDEX).write_text(json.dumps(index))  # what a later use must find
+        return target / name
     except (ValueError, OSError, KeyError) as exc:  # the staging folder is about to go
         text = str(exc).replace(f"model folder {staging / name}: ", "")
         text = " ".join(text.replace(str(staging / name), "the model").replace(
