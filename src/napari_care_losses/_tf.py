@@ -19,6 +19,7 @@ training dock does.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -90,3 +91,7 @@ def ensure_tensorflow() -> None:
             if can_set:
                 sys.setdlopenflags(old)
         import keras  # noqa: F401
+
+        tf_log = logging.getLogger("tensorflow")
+        if tf_log.level == logging.NOTSET:  # its retracing warnings say nothing to a user
+            tf_log.setLevel(logging.ERROR)
