@@ -222,6 +222,9 @@ def _load(p: Path):
 
 def _write_h5(folder: Path, keras_file: Path) -> None:
     """CSBDeep's ``weights_best.h5`` from the exported network (weights copied by layer)."""
+    from .._tf import ensure_tensorflow
+
+    ensure_tensorflow()  # before Keras imports it: quietly, and safely beside OpenGL
     import keras
 
     from .network import build_care
