@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..io.data import DataError, FrameStack, as_stack, check_restorable, open_pair, release
+from ..io.data import DataError, FrameStack, as_stack, open_pair, release, restore_checked
 from ..io.tiff import empty
 from ..losses import LossName
 from .baselines import BASELINE_LABELS, Baseline, parse_baseline
@@ -265,9 +265,8 @@ def _one_method(index: int, n: int, spec: MethodSpec, frames: FrameStack,
             if stop is not None and stop.is_set():
                 yield Stopped(spec.name)
                 return
-            low_frame = frames.frame(frame)
-            check_restorable(low_frame, frames.name, frame)
-            img, sc = method.restore_frame(low_frame)
+            img, sc = restore_checked(method.restore_frame, frames.frame(frame), frames.name,
+                                      frame)
             _check_finite(img, "restoration")
             image[frame] = img
             if scale is not None and sc is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.train import TrainConfig
-from ..io.data import FrameStack, as_stack, check_restorable, release
+from ..io.data import FrameStack, as_stack, release, restore_checked
 from ..io.tiff import empty
 from ..losses import LossSpec
 from ..models.folder import ModelFolder
@@ -103,9 +103,9 @@ class RestorationModel:
         try:
             for i in range(frames.n_frames):
                 img = frames.frame(i)
-                check_restorable(img, frames.name, i)
                 try:
-                    restored = self.restore_frame(img, tile_size)
+                    restored = restore_checked(lambda x: self.restore_frame(x, tile_size), img,
+                                               frames.name, i)
                 except Exception as exc:
                     if not (isinstance(exc, MemoryError)
                             or type(exc).__name__ == "ResourceExhaustedError"):
