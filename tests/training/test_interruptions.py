@@ -46,6 +46,9 @@ def full_disk(monkeypatch, writes_that_work: int = 0) -> list[str]:
     """Make the HDF5 weight writer (CSBDeep's, used by every ``save_weights`` of a CARE
     model) work ``writes_that_work`` times, then fail like h5py on a full disk: the file is
     created (a truncated HDF5 file) and the write raises ENOSPC. Returns the files written."""
+    from napari_care_losses._tf import ensure_tensorflow
+
+    ensure_tensorflow()  # not plainly through CSBDeep: a napari viewer may be open (Mesa)
     from csbdeep.models import base_model
 
     real = base_model.save_weights_to_hdf5_group
