@@ -105,6 +105,9 @@ def test_errors_name_the_package_not_the_cache(package, cache, tmp_path, capsys)
         resolve_model_source(bad)
     assert str(err.value).startswith(f"{bad}: cannot be used as a model (weights.keras does "
                                      "not match the network in config.json")
+    broken = repack(package, tmp_path / "broken.zip", **{"weights.keras": b"not a zip"})
+    with pytest.raises(PackageError, match=rf"^{broken}: cannot be used as a model \("):
+        resolve_model_source(broken)
     meta = json.loads(member(package, "care_losses.json"))
     meta["status"] = "training"
     unfinished = repack(package, tmp_path / "unfinished.zip",
