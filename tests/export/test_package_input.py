@@ -164,3 +164,17 @@ def test_an_exported_package_keeps_file_names_only_and_says_the_author_is_a_plac
     assert rdf["authors"] == [{"name": PLACEHOLDER_AUTHOR}]
     readme = member(package, "README.md").decode()
     assert f'"{PLACEHOLDER_AUTHOR}" in rdf.yaml is a placeholder' in readme
+
+
+def test_a_full_disk_while_unpacking_is_one_line_naming_the_package(package, cache,
+                                                                     monkeypatch):
+    import errno
+
+    def write_bytes(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    with pytest.raises(PackageError, match=rf"^{package}: cannot unpack it into the cache "
+                                           r".*\(No space left on device\)$"):
+        resolve_model_source(package)
+    assert not list(cache.rglob(".unpack-*"))  # the staging folder is gone

@@ -134,6 +134,9 @@ def resolve_model_source(path: str | Path) -> Path:
             str(staging), "the package").split()) or type(exc).__name__
         if isinstance(exc, PackageError) and text.startswith(f"{p}: "):
             raise
+        if isinstance(exc, OSError) and exc.strerror and exc.errno is not None:
+            raise PackageError(f"{p}: cannot unpack it into the cache {target} "
+                               f"({exc.strerror})") from None
         raise PackageError(f"{p}: cannot be used as a model ({text})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
