@@ -150,7 +150,7 @@ def test_a_full_disk_for_the_final_metadata_leaves_the_run_incomplete(
     real = training.write_meta
 
     def write_meta(model_dir, meta):
-        if meta["status"] == "training":
+        if meta.status == "training":
             return real(model_dir, meta)
         raise OSError(f"model folder {model_dir}: cannot write care_losses.json "
                       "(No space left on device)")  # as model_folder.write_meta says it

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..io.tiff import atomic_path
-from ..models.folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder
+from ..models.folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder, write_meta
+from ..models.meta import ModelMeta
 from ..models.package_import import summary_errors
 from .docs import (
     CARE_CITE,
@@ -44,7 +45,6 @@ MARKER = "napari-care-losses"
 WEIGHTS_FILE = "weights.keras"
 #: the author when none is given (``--author``); the package's README says it is a placeholder
 DEFAULT_AUTHOR = PLACEHOLDER_AUTHOR
-LICENSES = ("BSD-3-Clause", "CC-BY-4.0", "MIT", "Apache-2.0", "CC0-1.0")
 CROP = 256  # test tensor side (pixels), at most
 
 
@@ -126,8 +126,7 @@ def test_crop(folder: ModelFolder) -> tuple[np.ndarray, np.ndarray | None, str]:
     from ..io.data import as_stack
 
     step = 2 ** folder.config.unet_n_depth
-    info = folder.data_info
-    low_file, high_file = info.get("low"), info.get("high")
+    low_file, high_file = folder.data_info.low, folder.data_info.high
     low = high = None
     if isinstance(low_file, str) and Path(low_file).is_file():
         try:
@@ -178,7 +177,7 @@ def export_package(model_dir: str | Path, output: str | Path, *, force: bool = F
     bioimageio.core's own model test passed on it."""
     folder = ModelFolder.open(model_dir)
     if folder.status != FINISHED and not force:
-        raise ExportError(f"model folder {folder.path}: status is {folder.status!r}, not "
+        raise ExportError(f"model folder {folder.path}: status is '{folder.status}', not "
                           f"'finished'; use --force to export it anyway")
     folder.require_usable()
     output = Path(output)
@@ -222,11 +221,10 @@ def _build(folder: ModelFolder, tmp: Path, output: Path, *, authors, license, na
     for key, arr in outs.items():
         np.save(tmp / f"test_{key}.npy", arr.astype(np.float32)[None, ..., None])
     cover_image(tmp / "cover.png", low, restored, high, f"{cfg.loss.label}: {folder.name}")
-    shutil.copy(folder.path / CSBDEEP_CONFIG, tmp / CSBDEEP_CONFIG)
-    meta = json.loads((folder.path / META_FILE).read_text())
-    if isinstance(meta.get("data"), dict):  # where the training files were is private
-        meta["data"] = file_names(meta["data"])
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    meta_file, config_file = folder.record_files
+    shutil.copy(config_file, tmp / config_file.name)
+    record = ModelMeta.from_json(json.loads(meta_file.read_text()))
+    write_meta(tmp, record.but(data=file_names(record.data)))  # names, not folders
     (tmp / "README.md").write_text(documentation(folder, test_source, prob, authors))
 
     content = _rdf(folder, tmp, list(outs), authors=authors, license=license, name=name,
@@ -321,7 +319,8 @@ def _rdf(folder: ModelFolder, tmp: Path, out_ids: list[str], *, authors, license
                 {"relative_tolerance": 1e-3, "absolute_tolerance": 1e-3}],
                 "architecture_type": "2D U-Net (CARE)", "task": "denoising",
                 "modality": "fluorescence microscopy"},
-            MARKER: {"format": 1, "model_name": folder.name, "meta_file": META_FILE,
+            MARKER: {"format": 1, "model_name": folder.name, "model_id": folder.model_id,
+                     "meta_file": META_FILE,
                      "csbdeep_config": CSBDEEP_CONFIG, "weights": WEIGHTS_FILE,
                      "loss": cfg.loss.to_dict(), "probabilistic": cfg.loss.probabilistic,
                      "norm_pmin": cfg.norm_pmin, "norm_pmax": cfg.norm_pmax,

@@ -8,6 +8,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from ..models.folder import ModelFolder
+from ..models.meta import DataInfo
 
 CARE_CITE = ("Weigert et al., Content-aware image restoration: pushing the limits of "
              "fluorescence microscopy, Nature Methods 2018", "10.1038/s41592-018-0216-7")
@@ -24,15 +25,16 @@ LOSS_CITES = {
 PLACEHOLDER_AUTHOR = "unknown (placeholder)"
 
 
-def file_names(data: dict) -> dict:
+def file_names(data: DataInfo) -> DataInfo:
     """The training data's record with file names only: a path (``/home/me/low.tif``)
     becomes its name; anything else is kept."""
     def name(value):
-        text = str(value)
-        return PureWindowsPath(text).name if isinstance(value, str) and (
-            "/" in text or "\\" in text) else value
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            return PureWindowsPath(value).name  # both separators
+        return value
 
-    return {k: name(v) for k, v in data.items()}
+    return data.but(low=name(data.low), high=name(data.high),
+                    extra={k: name(v) for k, v in data.extra.items()})
 
 
 def cover_image(path: Path, low, restored, high, title: str) -> None:
@@ -61,7 +63,6 @@ def documentation(folder: ModelFolder, test_source: str, probabilistic: bool,
     """The package's README.md: inputs/outputs, training settings and data, validation
     history, software versions and citations."""
     cfg = folder.config
-    meta = folder.meta
     settings = cfg.to_dict()
     loss = settings.pop("loss")
     lines = [f"# {folder.name}: CARE trained with the `{cfg.loss.name.value}` loss", "",
@@ -86,14 +87,14 @@ def documentation(folder: ModelFolder, test_source: str, probabilistic: bool,
     lines += ["## Training", "", f"* Loss: `{cfg.loss.name.value}` ({cfg.loss.label}), "
               f"parameters {loss.get('params') or {}}"]
     lines += [f"* `{k}`: {v}" for k, v in settings.items()]
-    data = file_names(meta.get("data") or {})
     lines += ["", "## Training data", ""]
-    lines += [f"* {k}: {v}" for k, v in data.items()] or ["* not recorded"]
+    lines += [f"* {k}: {v}" for k, v in file_names(folder.data_info).items()] or [
+        "* not recorded"]
     lines += [f"* Test tensors: {test_source}."]
     hist = folder.history
     lines += ["", "## Validation", ""]
-    if "best_val_loss" in meta:
-        lines.append(f"* Best validation loss: {meta['best_val_loss']:.6g}")
+    if folder.best_val_loss is not None:
+        lines.append(f"* Best validation loss: {folder.best_val_loss:.6g}")
     if hist:
         keys = list(hist)
         lines += ["", "| epoch | " + " | ".join(keys) + " |",
@@ -101,7 +102,7 @@ def documentation(folder: ModelFolder, test_source: str, probabilistic: bool,
         for e in range(max(len(v) for v in hist.values())):
             row = [f"{hist[k][e]:.5g}" if e < len(hist[k]) else "" for k in keys]
             lines.append(f"| {e + 1} | " + " | ".join(row) + " |")
-    versions = meta.get("versions") or {}
+    versions = folder.versions
     if versions:
         lines += ["", "## Software", ""] + [f"* {k} {v}" for k, v in versions.items()]
     lines += ["", "## Authors", ""]

@@ -89,7 +89,7 @@ def resolve_model_source(path: str | Path) -> Path:
              for a in getattr(descr, "attachments", [])}
     if not isinstance(info, dict) or not {META_FILE, CSBDEEP_CONFIG} <= names:
         raise PackageError(f"{p}: a valid bioimage.io model ({descr.name!r}), but not one "
-                           "exported by napari-care-losses (no care_losses.json / config.json "
+                           f"exported by napari-care-losses (no {META_FILE} / {CSBDEEP_CONFIG} "
                            "attachments); use bioimageio.core to run it")
     weights = getattr(descr.weights, "keras_v3", None)
     if weights is None:
@@ -244,7 +244,8 @@ def _write_h5(folder: Path, keras_file: Path) -> None:
     ours = [layer for layer in care.keras_model.layers if layer.weights]
     shapes = [[tuple(w.shape) for w in layer.weights] for layer in theirs]
     if shapes != [[tuple(w.shape) for w in layer.weights] for layer in ours]:
-        raise PackageError(f"{keras_file.name} does not match the network in config.json")
+        raise PackageError(f"{keras_file.name} does not match the network in "
+                           f"{CSBDEEP_CONFIG}")
     for mine, their in zip(ours, theirs, strict=True):
         mine.set_weights(their.get_weights())
     atomic_weight_saves(care.keras_model)  # HDF5 never writes to a (possibly full) disk

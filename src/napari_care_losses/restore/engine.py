@@ -22,15 +22,10 @@ import numpy as np
 
 from ..io.data import DataError, FrameStack, as_stack, open_pair, release, restore_checked
 from ..io.tiff import empty
-from ..losses import LossName
+from ..losses import LOSS_ORDER, loss_record  # noqa: F401 (LOSS_ORDER: kept name)
 from .baselines import BASELINE_LABELS, Baseline, parse_baseline
 from .metrics import Score, score
 
-#: Panel order of the losses: the study's three first, then the rest in ``LossName`` order.
-LOSS_ORDER: tuple[LossName, ...] = (
-    LossName.LAPLACE, LossName.FFT, LossName.BANDPASS,
-    *(n for n in LossName if n not in (LossName.LAPLACE, LossName.FFT, LossName.BANDPASS)),
-)
 #: Baselines in panel order.
 BASELINE_ORDER = ("tv", "nlm", "gaussian")
 
@@ -78,12 +73,15 @@ class MethodSpec:
     factor: float | None = None  # fixed baseline strength; None: calibrate, or noise-based
 
     @classmethod
-    def for_model(cls, model_dir: str | Path) -> MethodSpec:
+    def for_model(cls, model_dir: str | Path, display_name: str | None = None) -> MethodSpec:
+        """A model's method; ``display_name`` (the napari registry's, unique there) becomes
+        both its name and its panel title."""
         from ..models.folder import ModelFolder
 
         folder = ModelFolder.open(model_dir).require_usable()
         loss = folder.config.loss
-        return cls(str(folder.path.resolve()), f"{loss.label} ({folder.name})", loss.label,
+        name = display_name or f"{loss.label} ({folder.name})"
+        return cls(str(folder.path.resolve()), name, display_name or loss.label,
                    model_dir=str(folder.path), loss=loss.name.value,
                    probabilistic=loss.probabilistic)
 
@@ -95,9 +93,9 @@ class MethodSpec:
 
     @property
     def rank(self) -> tuple:
-        """Sort key of the panel order: losses (study order), then the baselines."""
+        """Sort key of the panel order: losses (their records' rank), then the baselines."""
         if self.loss is not None:
-            return (0, LOSS_ORDER.index(LossName(self.loss)), self.name)
+            return (0, loss_record(self.loss).rank, self.name)
         return (1, BASELINE_ORDER.index(self.baseline or "tv"), self.name)
 
 

@@ -44,7 +44,6 @@ class RestorationModel:
         model_dir = resolve_model_source(model_dir)  # bioimage.io package -> model folder
         self.folder = ModelFolder.open(model_dir).require_usable()
         self.model_dir = self.folder.path
-        self.meta = self.folder.meta
         self.config: TrainConfig = self.folder.config
         self._care = None
 
