@@ -19,6 +19,7 @@ training dock does.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
 import sys
@@ -38,13 +39,18 @@ IMPORT_NOTICES = ("All log messages before absl::InitializeLog() is called are w
 @contextlib.contextmanager
 def _without_import_notices():
     """Hold back what is written to file descriptor 2 (C++ and Python alike) and write it
-    out again, without the lines of :data:`IMPORT_NOTICES`."""
+    out again, without the lines of :data:`IMPORT_NOTICES`. A crash while importing still
+    shows Python's fatal-error traceback (``faulthandler`` writes to the real stderr)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to filter
         yield
         return
+    real = os.fdopen(saved, "w", closefd=False)
+    crash_report = faulthandler.is_enabled()
+    if crash_report:
+        faulthandler.enable(file=real)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
@@ -53,6 +59,9 @@ def _without_import_notices():
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 sys.stderr.flush()
             os.dup2(saved, 2)
+            if crash_report:
+                faulthandler.enable(file=sys.stderr)
+            real.close()
             os.close(saved)
             held.seek(0)
             lines = held.read().splitlines(keepends=True)

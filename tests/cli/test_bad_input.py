@@ -216,6 +216,15 @@ def test_tensorflow_says_nothing_on_stderr_when_it_loads(tmp_path):
     assert res.returncode == 0 and res.stderr == "after 2\n", res.stderr
 
 
+def test_a_crash_while_tensorflow_loads_is_still_reported():
+    code = ("import ctypes\nfrom napari_care_losses import _tf\n"
+            "with _tf._without_import_notices():\n    ctypes.string_at(0)\n")
+    res = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], env=env(),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in res.stderr, res.stderr
+
+
 def test_only_the_notices_are_held_back(capfd):
     from napari_care_losses._tf import IMPORT_NOTICES, _without_import_notices
 
