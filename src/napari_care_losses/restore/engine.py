@@ -20,7 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..io.data import FrameStack, as_stack, open_pair, release
+from ..io.data import DataError, FrameStack, as_stack, open_pair, release, restore_checked
+from ..io.tiff import empty
 from ..losses import LOSS_ORDER, loss_record  # noqa: F401 (LOSS_ORDER: kept name)
 from .baselines import BASELINE_LABELS, Baseline, parse_baseline
 from .metrics import Score, score
@@ -210,7 +211,7 @@ Allocator = Callable[[MethodSpec, str, tuple[int, ...]], np.ndarray]
 
 
 def _allocate_in_memory(spec: MethodSpec, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    return np.empty(shape, np.float32)
+    return empty(f"the {what} of {spec.name}", shape, np.float32)  # MemoryError names it
 
 
 #: ``scorer(restored_frame, gt_frame)`` → :class:`Score` (default: CARE-style metrics).
@@ -262,7 +263,8 @@ def _one_method(index: int, n: int, spec: MethodSpec, frames: FrameStack,
             if stop is not None and stop.is_set():
                 yield Stopped(spec.name)
                 return
-            img, sc = method.restore_frame(frames.frame(frame))
+            img, sc = restore_checked(method.restore_frame, frames.frame(frame), frames.name,
+                                      frame)
             _check_finite(img, "restoration")
             image[frame] = img
             if scale is not None and sc is not None:
@@ -276,8 +278,20 @@ def _one_method(index: int, n: int, spec: MethodSpec, frames: FrameStack,
         yield MethodDone(spec.name, index,
                          MethodResult(spec, image, scale, scores, method.note, factor))
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - reported, the run goes on
-        where = f" at frame {frame} of {frames.name}" if frame is not None else ""
-        yield MethodFailed(spec.name, index, f"{spec.name} failed{where}: {exc}", frame)
+        yield MethodFailed(spec.name, index, _failure(spec, frames, frame, exc), frame)
+
+
+def _failure(spec: MethodSpec, frames: FrameStack, frame: int | None,
+             exc: BaseException) -> str:
+    """One line naming the method, and the input file and frame unless the error does."""
+    if isinstance(exc, DataError):  # the input's fault; it names the file and frame
+        return f"{spec.name} failed: {exc}"
+    where = f" at frame {frame} of {frames.name}" if frame is not None else ""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
+        shape = "x".join(map(str, frames.frame_shape))
+        text = f"out of memory ({shape} px frames: {' '.join(text.split())[:200]})"
+    return f"{spec.name} failed{where}: {text}"
 
 
 def _check_finite(arr: np.ndarray, what: str) -> None:

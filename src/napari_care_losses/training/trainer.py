@@ -36,7 +36,7 @@ from ..models.folder import (
 )
 from ..models.meta import DataInfo, ModelMeta, Status
 from ..models.network import build_care
-from ..models.weights import atomic_weight_saves, os_error_message, save_weights
+from ..models.weights import atomic_weight_saves, disk_full, os_error_message, save_weights
 from .budget import WARMUP_STEPS, end_reserve, plan_budget
 from .memory import training_ended, training_started
 
@@ -316,10 +316,11 @@ def train(
                 outcome["history"] = _fit(model, patches, run_cfg, callback)
         except BaseException as exc:  # noqa: BLE001 - reported as a Failed event
             outcome["error"] = (exc, traceback.format_exc())
-        finally:
+        finally:  # after a full disk, keep the best weights: writing more cannot work
             events.put(Finishing(END_PHASES[1]))
             t = time.perf_counter()
-            save_error = save_weights(model)
+            error = outcome.get("error", (None,))[0]
+            save_error = None if disk_full(error) else save_weights(model)
             end_s[END_PHASES[1]] = time.perf_counter() - t
             if save_error is not None and "error" not in outcome:
                 outcome["error"] = (save_error, "")
