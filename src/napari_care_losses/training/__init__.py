@@ -1,5 +1,6 @@
-"""Training: the training generator (`trainer`), time budgets (`budget`), memory release
-(`memory`), the docks' sequence of jobs (`jobs`) and its progress (`progress`)."""
+"""Training: the training generator (`trainer`) and its events (`events`), time budgets
+(`budget`), memory release (`memory`), the docks' sequence of jobs (`jobs`) and its progress
+(`progress`)."""
 
 from .trainer import (
     BatchEnd,

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..config.train import TrainConfig
+from .events import BatchEnd, EpochEnd, Failed, Finished, Finishing, Planned, Started
 from .jobs import JobEvent, Preparing
-from .trainer import BatchEnd, EpochEnd, Failed, Finished, Finishing, Planned, Started
 
 
 @dataclass
