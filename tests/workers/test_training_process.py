@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
@@ -20,15 +19,16 @@ from napari_care_losses.training.trainer import (
     Started,
     StopFlag,
 )
-from napari_care_losses.workers.training_child import run_jobs_in_process
+from napari_care_losses.workers.training_runs import run_jobs_in_process
 
 from ..conftest import tiny_config
+from .processes import workers
 
 pytestmark = pytest.mark.slow  # each test starts a Python + TensorFlow process
 
 
-def children() -> list[multiprocessing.Process]:
-    return [p for p in multiprocessing.active_children() if p.name == "care-train"]
+def children() -> list[int]:
+    return workers()
 
 
 def test_two_losses_in_a_child_process(sample_pair, tmp_path):
@@ -76,7 +76,7 @@ def test_a_killed_child_is_reported(sample_pair, tmp_path):
         events.append(item.event)
         if isinstance(item.event, BatchEnd) and "killed" not in events:
             (child,) = children()
-            threading.Timer(0.2, os.kill, (child.pid, signal.SIGKILL)).start()
+            threading.Timer(0.2, os.kill, (child, signal.SIGKILL)).start()
             events.append("killed")
     failed = [e for e in events if isinstance(e, Failed)]
     assert len(failed) == 1 and "signal 9" in failed[0].error
