@@ -34,21 +34,26 @@ def children() -> list[int]:
 def test_two_losses_in_a_child_process(sample_pair, tmp_path):
     low, high = sample_pair
     configs = [tiny_config("mae"), tiny_config("fft")]
-    events = list(run_jobs_in_process(low, high, ("low layer", "high layer"), configs,
-                                      tmp_path, StopFlag(), PreviewRequest(every=1, frame=1)))
+    preview = PreviewRequest(every=1, frame=1)
+    events = []
+    for item in run_jobs_in_process(low, high, ("low layer", "high layer"), configs,
+                                    tmp_path, StopFlag(), preview):
+        events.append(item)
+        if isinstance(item.event, Finished):
+            preview.frame = 0  # the viewer moved: the second loss previews frame 0
     kinds = [type(e.event) for e in events]
     assert kinds[0] is Preparing and kinds.count(Started) == 2 and Failed not in kinds
     assert kinds.count(EpochEnd) == 4 and kinds.count(BatchEnd) == 2 * 2 * 3
     previews = [e.event for e in events if isinstance(e.event, PreviewReady)]
-    assert len(previews) == 4 and all(p.frame == 1 and p.image.shape == (256, 256)
-                                      for p in previews)
+    assert [p.frame for p in previews] == [1, 1, 0, 0]
+    assert all(p.image.shape == (256, 256) for p in previews)
     done = [e for e in events if isinstance(e.event, Finished)]
     assert [e.job for e in done] == [0, 1] and [e.label for e in done] == ["MAE", "FFT"]
     for e in done:
         meta = read_meta(e.event.model_dir)
         assert meta["status"] == "finished" and meta["data"]["low"] == "low layer"
         assert load_model(e.event.model_dir).restore(low[0, :64, :64]).image.shape == (1, 64, 64)
-    assert not children() and not list(tmp_path.glob("care-train-*"))
+    assert not children()
 
 
 def test_stop_flag_reaches_the_child(sample_pair, tmp_path):
@@ -81,4 +86,9 @@ def test_a_killed_child_is_reported(sample_pair, tmp_path):
     failed = [e for e in events if isinstance(e, Failed)]
     assert len(failed) == 1 and "signal 9" in failed[0].error
     assert "out of memory" in failed[0].error
+    assert not children()
+    again = [item.event for item in run_jobs_in_process(  # the next run starts afresh
+        low, high, ("low", "high"), [tiny_config("mae")], tmp_path, StopFlag(),
+        PreviewRequest())]
+    assert isinstance(again[-1], Finished) and not any(isinstance(e, Failed) for e in again)
     assert not children()
