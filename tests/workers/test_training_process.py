@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from napari_care_losses.models.folder import read_meta
@@ -92,3 +97,41 @@ def test_a_killed_child_is_reported(sample_pair, tmp_path):
         PreviewRequest())]
     assert isinstance(again[-1], Finished) and not any(isinstance(e, Failed) for e in again)
     assert not children()
+
+
+@pytest.mark.parametrize("how", ["kill", "exit"])
+def test_the_worker_saves_its_model_when_napari_ends(tmp_path, how):
+    """napari killed: the orphaned worker stops after its batch and saves its model;
+    napari exiting: its exit handler stops the worker and waits for the save."""
+    script = Path(__file__).with_name("train_parent.py")
+    env = {**os.environ, "NAPARI_CARE_LOSSES_HOME": str(tmp_path / "home")}
+    parent = subprocess.Popen([sys.executable, str(script), how, str(tmp_path / "models")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        line = parent.stdout.readline()
+        (worker,) = (int(p) for p in line.split())
+        if how == "kill":
+            parent.kill()
+        assert parent.wait(120) == (-signal.SIGKILL if how == "kill" else 0)
+        if how == "exit":  # the exit handler waited for the worker to save and exit
+            assert not _alive(worker)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _alive(worker):
+            time.sleep(0.2)
+        assert not _alive(worker), "the worker outlived napari by 120 s"
+    finally:
+        parent.kill()
+        parent.wait()
+    (model,) = (tmp_path / "models").iterdir()
+    meta = read_meta(model)
+    assert meta["status"] == "stopped", (meta["status"], parent.stderr.read()[-3000:])
+    assert load_model(model).restore(np.zeros((32, 32), np.float32)).image.shape == (1, 32, 32)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
