@@ -135,3 +135,25 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_stop_reaches_a_worker_whose_events_nobody_reads(sample_pair, tmp_path):
+    """napari's thread worker may leave the generator when its dock closes: Stop still
+    reaches the worker, which gets its last events (previews too) out, saves and exits."""
+    low, high = sample_pair
+    stop = StopFlag()
+    gen = run_jobs_in_process(low, high, ("low", "high"), [tiny_config("mae", epochs=500)],
+                              tmp_path, stop, PreviewRequest(every=1, frame=0))
+    for item in gen:
+        if isinstance(item.event, PreviewReady):
+            break  # nobody reads from here on (the generator is not closed either)
+    (worker,) = children()
+    time.sleep(3)  # epochs and previews pile up unread
+    stop.set()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.2)
+    assert not _alive(worker), "the worker did not stop while its events went unread"
+    (model,) = tmp_path.iterdir()
+    assert read_meta(model)["status"] == "stopped"
+    gen.close()

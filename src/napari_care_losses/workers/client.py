@@ -40,8 +40,10 @@ POLL_S = 0.1
 EXIT_GRACE_S = 120.0
 #: Seconds a closed worker gets to finish its frame and exit before it is killed.
 CLOSE_S = 5.0
-#: The worker command (tests replace it); ``--fd N --nice K`` are appended.
-SERVE_COMMAND = [sys.executable, "-m", "napari_care_losses.workers.serve"]
+#: The worker command (tests replace it); ``--fd N --nice K`` are appended. ``-P``: the
+#: working directory (kept, for relative paths) is not put on ``sys.path``, so a user's
+#: file named like a module cannot shadow it; the package comes from ``PYTHONPATH``.
+SERVE_COMMAND = [sys.executable, "-P", "-m", "napari_care_losses.workers.serve"]
 #: Lines of the worker's log shown in a failure's details.
 LOG_TAIL_LINES = 20
 
@@ -111,7 +113,7 @@ class WorkerClient:
                 self.proc = subprocess.Popen(
                     [*SERVE_COMMAND, "--fd", str(theirs.fileno()), "--nice", str(self.nice)],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, env=env, cwd=tempfile.gettempdir())
+                    stderr=subprocess.STDOUT, env=env)
         except BaseException:
             ours.close()
             self._remove_log()

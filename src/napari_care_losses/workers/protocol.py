@@ -35,9 +35,10 @@ The path of one batch-end event (:class:`..training.trainer.BatchEnd`), napari t
   in :func:`.serve.serve`) → socket → napari worker thread (the dock's ``thread_worker``,
   whose generator reads the socket itself, :meth:`.client.WorkerClient.replies`) → Qt
   signal → GUI thread: 2 processes, 4 threads, 2 queues (1 queue + the socket). Stop and
-  the preview frame travel back on the same socket, sent by that worker thread between
-  two waits of at most :data:`.client.POLL_S`; the child reads them when the trainer asks
-  whether to stop (after every batch) or the previewer asks for the frame.
+  the preview frame travel back on the same socket: Stop sent by the thread that sets the
+  dock's flag (:meth:`..training.trainer.StopFlag.when_set`), the frame by that worker
+  thread between two waits of at most :data:`.client.POLL_S`; the child reads them when
+  the trainer asks whether to stop (after every batch) or the previewer asks for the frame.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import faulthandler
 import functools
 import os
 import signal
@@ -114,7 +115,7 @@ def handle(request: object, control: Control, cache: dict) -> Iterator:
 @handle.register
 def _train(request: Train, control: Control, cache: dict) -> Iterator:
     from ..io.data import FrameStack
-    from ..training.jobs import run_jobs
+    from ..training.jobs import PreviewReady, run_jobs
     from ..training.trainer import StopFlag
 
     arrays = [np.load(p, mmap_mode="r") for p in (request.low, request.high)]
@@ -123,8 +124,17 @@ def _train(request: Train, control: Control, cache: dict) -> Iterator:
             os.unlink(p)
     low, high = (FrameStack.from_array(a, name)
                  for a, name in zip(arrays, request.names, strict=True))
-    yield from run_jobs(low, high, list(request.configs), Path(request.outdir),
-                        StopFlag(control), control)
+    folder = Path(request.low).parent  # napari's temporary folder for this run
+    for n, item in enumerate(run_jobs(low, high, list(request.configs), Path(request.outdir),
+                                      StopFlag(control), control)):
+        if isinstance(item.event, PreviewReady) and item.event.image is not None:
+            # a preview goes back as a file: every message stays small, so a worker whose
+            # events nobody reads any more still gets its last ones out after a Stop
+            path = folder / f"preview-{n}.npy"
+            np.save(path, item.event.image)
+            item = dataclasses.replace(item, event=dataclasses.replace(item.event,
+                                                                       image=str(path)))
+        yield item
 
 
 @handle.register
@@ -223,6 +233,9 @@ def serve(conn: Connection) -> None:
             control.send(request.failure(
                 f"worker error: {type(exc).__name__}: {exc}", traceback.format_exc(), last))
         control.send(Done())
+        if isinstance(request, Train):
+            break  # a training worker is used once: it exits (its memory goes back) even
+            # if nobody reads its events any more
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nice", type=int, default=0)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # napari (the parent) decides when to stop
+    with contextlib.suppress(AttributeError, ValueError, RuntimeError):  # not everywhere
+        faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack → log
     if args.nice:
         with contextlib.suppress(OSError, AttributeError):  # not on every platform
             os.nice(args.nice)  # napari's event loop comes first when cores are scarce

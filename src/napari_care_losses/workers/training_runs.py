@@ -13,6 +13,8 @@ running worker to stop and waits :data:`.client.EXIT_GRACE_S` seconds for it to 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.train import TrainConfig
-from ..training.jobs import JobEvent, Preparing, PreviewRequest
+from ..training.jobs import JobEvent, Preparing, PreviewReady, PreviewRequest
 from ..training.trainer import StopFlag
 from .client import EXIT_GRACE_S, WorkerClient, WorkerFailed
 from .protocol import PreviewFrame, Train
@@ -44,18 +46,16 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
     yield JobEvent(0, n, first, Preparing("starting the training process …"))
     tmp = Path(tempfile.mkdtemp(prefix="care-train-"))
     worker = WorkerClient("training", CHILD_NICENESS, save_on_exit=True)
+    forget_stop = None
     try:
         for name, data in (("low", low), ("high", high)):
             np.save(tmp / f"{name}.npy", np.asarray(data))
         request = Train(str(tmp / "low.npy"), str(tmp / "high.npy"), tuple(names),
                         tuple(configs), str(outdir), int(preview.every), int(preview.frame))
-        sent = {"stop": False, "frame": request.preview_frame}
+        sent = {"frame": request.preview_frame}
 
-        def poll() -> None:  # between two reads: pass Stop and the preview frame on
+        def poll() -> None:  # between two reads: pass the preview frame on
             with contextlib.suppress(OSError):  # a dead worker shows as end-of-file
-                if stop.is_set() and not sent["stop"]:
-                    worker.stop()
-                    sent["stop"] = True
                 if (frame := int(preview.frame)) != sent["frame"]:
                     worker.send(PreviewFrame(frame))
                     sent["frame"] = frame
@@ -65,9 +65,14 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
             if not worker.start(cancel=stop.is_set):
                 return  # stopped before the worker said hello: nothing was trained
             worker.send(request)
+            # Stop goes to the worker when it is set, also once nobody iterates this
+            # generator any more (napari's thread worker may leave it when its dock closes)
+            forget_stop = stop.when_set(worker.stop)
+            if stop.is_set():
+                worker.stop()
             for item in worker.replies(poll):
                 current = item if isinstance(item, JobEvent) else current
-                yield item
+                yield _load_preview(item)
         except WorkerFailed as exc:
             yield request.failure(str(exc), exc.log, current)
     except GeneratorExit:  # closed early: nobody listens, so stop the worker (its model
@@ -75,5 +80,18 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
         worker.stop()
         raise
     finally:
+        if forget_stop is not None:
+            forget_stop()
         worker.close(EXIT_GRACE_S)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_preview(item: JobEvent) -> JobEvent:
+    """A preview's image comes as a ``.npy`` file: read it and delete the file."""
+    ev = item.event
+    if not isinstance(ev, PreviewReady) or not isinstance(ev.image, str):
+        return item
+    image = np.load(ev.image)
+    with contextlib.suppress(OSError):
+        os.unlink(ev.image)
+    return dataclasses.replace(item, event=dataclasses.replace(ev, image=image))
