@@ -107,13 +107,17 @@ class WorkerClient:
         root = str(Path(__file__).resolve().parents[2])  # the package napari imported
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no TensorFlow chatter in the log
-        env.setdefault("KERAS_BACKEND", "tensorflow")
+        env["KERAS_BACKEND"] = "tensorflow"  # bioimageio.core may have set "torch" here
         try:
             with os.fdopen(fd, "wb") as out:
                 self.proc = subprocess.Popen(
                     [*SERVE_COMMAND, "--fd", str(theirs.fileno()), "--nice", str(self.nice)],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, env=env)
+        except OSError as exc:  # no such interpreter, no file descriptors left, …
+            ours.close()
+            self._remove_log()
+            raise WorkerFailed(f"the {self.role} process could not be started: {exc}") from None
         except BaseException:
             ours.close()
             self._remove_log()

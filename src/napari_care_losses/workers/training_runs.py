@@ -64,7 +64,8 @@ def run_jobs_in_process(low: np.ndarray, high: np.ndarray, names: tuple[str, str
         try:
             if not worker.start(cancel=stop.is_set):
                 return  # stopped before the worker said hello: nothing was trained
-            worker.send(request)
+            with contextlib.suppress(OSError):  # died after its hello: read as EOF below
+                worker.send(request)
             # Stop goes to the worker when it is set, also once nobody iterates this
             # generator any more (napari's thread worker may leave it when its dock closes)
             forget_stop = stop.when_set(worker.stop)
