@@ -40,6 +40,7 @@ def stuck_worker(monkeypatch):
     return monkeypatch
 
 
+@pytest.mark.slow  # the next run starts a real worker (TensorFlow)
 def test_a_restore_worker_that_never_says_hello_is_ended(stuck_worker, sample_pair):
     low, high = sample_pair
     before = set(child_processes())
@@ -90,6 +91,7 @@ def test_a_worker_that_dies_while_starting_is_reported(monkeypatch, sample_pair)
     assert "no module named tensorflow" in event.error
 
 
+@pytest.mark.slow  # a real worker (TensorFlow)
 def test_stop_reaches_the_restore_worker_which_stays_warm(sample_pair):
     low, high = sample_pair
     stack = np.concatenate([low] * 4)
