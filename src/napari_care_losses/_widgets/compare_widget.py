@@ -221,7 +221,7 @@ class CompareWidget(CompareRuns, QWidget):
         specs = {}
         for model in REGISTRY.models():
             try:
-                spec = MethodSpec.for_model(model.model_dir)
+                spec = MethodSpec.for_model(model.model_dir, model.display_name)
             except (OSError, ValueError):  # deleted or damaged since it was added
                 continue
             specs[spec.key] = spec
@@ -302,11 +302,13 @@ class CompareWidget(CompareRuns, QWidget):
             return None
         try:
             model = REGISTRY.add(path)
-            spec = MethodSpec.for_model(model.model_dir)
+            spec = MethodSpec.for_model(model.model_dir, model.display_name)
         except (OSError, ValueError) as exc:
             self._say(f"could not load model {path}: {exc}", error=True)
             return None
-        self._say(f"loaded {model.name}")
+        same = model.model_dir.resolve() != Path(path).resolve()
+        self._say(f"{Path(path).name} is the model listed as {model.display_name!r}" if same
+                  else f"loaded {model.display_name} ({model.name})")
         return spec
 
     def _load_model_dialog(self) -> None:
