@@ -93,7 +93,7 @@ def train_and_restore() -> None:
     session.info["seconds"]["train"] = time.monotonic() - t
     session.check("training finished", done and trainer.last_error is None,
                   f"{trainer.last_error}; {trainer.status_label.text()}")
-    names = [f"{m.label} ({m.name})" for m in REGISTRY.models()]
+    names = [m.display_name for m in REGISTRY.models()]
     session.check("the trained model is listed", len(names) == 1, names)
 
     finished = []
