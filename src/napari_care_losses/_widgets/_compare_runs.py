@@ -1,6 +1,6 @@
 """The compare dock's runs: Restore, Restore files, re-scoring (a mixin of CompareWidget).
 
-Each run goes through the dock's :class:`..workers.restore_child.RestoreProcess` (a warm child
+Each run goes through the dock's :class:`..workers.restore_runs.RestoreProcess` (a warm child
 process running the core's restore-and-score engine) in a ``thread_worker``; this part
 turns the engine's events into progress, status text and result layers.
 """
