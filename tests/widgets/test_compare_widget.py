@@ -199,14 +199,14 @@ def test_stop_discards_the_method_in_progress(dock, qtbot):
     viewer.add_image(np.concatenate([low] * 6), name="long low")  # 12 frames
     widget.set_input("long low")
     widget.set_ground_truth(None)
-    original = widget._on_event
+    original = widget.control._on_event
 
     def stop_in_nlm(ev):
         original(ev)
         if isinstance(ev, MethodStarted) and ev.name == "NL-means":
             widget.stop()
 
-    widget._on_event = stop_in_nlm
+    widget.control._on_event = stop_in_nlm
     run(widget, qtbot, ["TV", "NL-means"])
     assert "TV" in viewer.layers and "NL-means" not in viewer.layers
     assert viewer.layers["TV"].data.shape == (12, *low.shape[1:])
@@ -243,7 +243,8 @@ def test_restore_files_from_the_dock(dock, qtbot, tmp_path):
     with qtbot.waitSignal(widget.run_finished, timeout=120000):
         widget.restore_files([str(src)], str(tmp_path / "out"))
     out = tmp_path / "out" / "field_TV.tif"
-    assert out.is_file() and tifffile.imread(out).shape == low.shape
+    assert out.is_file(), widget.message()
+    assert tifffile.imread(out).shape == low.shape
     assert widget.status.text().startswith("wrote 1 of 1 restored file(s)")
     assert not widget.results  # files are not added to the comparison
 

@@ -93,3 +93,13 @@ def panel_title(spec: MethodSpec) -> str:
         return spec.short
     n = f" #{match[4]}" if match[4] else ""
     return f"{spec.short} {match[1]}:{match[2]}:{match[3]}{n}"
+
+
+#: Longest reason a panel shows (the table's tooltip and the status line have it whole).
+PANEL_REASON_CHARS = 48
+
+
+def short_reason(text: str, limit: int = PANEL_REASON_CHARS) -> str:
+    """The first line of ``text``, cut to ``limit`` characters with an ellipsis."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit - 1] + "…"
