@@ -202,6 +202,7 @@ class CompareSession:
         failed = [e for e in self.entries.values() if e.state == FAILED]
         self.outcome = "stopped" if stopped else "failed" if failed else "done"
         self._summary = self.summary()
+        self._notes["info"] = ""  # progress notes of the run (e.g. a baseline's strength)
         self._status()
         self.run_ended.emit(self.run)
         return self._summary

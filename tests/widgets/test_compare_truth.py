@@ -1,0 +1,158 @@
+"""Compare dock tells the truth (issue 17), on the real canvas (run under xvfb-run):
+a killed worker, pair A then pair B, an unticked method, a NaN input."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_care_losses._widgets import _compare_layers as L  # noqa: E402
+from napari_care_losses._widgets._overlays import panel_text  # noqa: E402
+from napari_care_losses._widgets.compare_widget import CompareWidget  # noqa: E402
+from napari_care_losses._widgets.model_registry import REGISTRY  # noqa: E402
+from napari_care_losses.restore.engine import MethodStarted  # noqa: E402
+from napari_care_losses.restore.metrics import score  # noqa: E402
+from napari_care_losses.sample_data import load_sample  # noqa: E402
+
+A_LOW, A_HIGH, B_LOW, B_HIGH = "A low", "A high", "B low", "B high"
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    """Two pairs of the same shape (ch0 and ch1 held-out fields) and the compare dock."""
+    REGISTRY.clear()
+    viewer = make_napari_viewer()
+    for ch, (low_name, high_name) in ((0, (A_LOW, A_HIGH)), (1, (B_LOW, B_HIGH))):
+        low, high = load_sample(ch, "test")
+        viewer.add_image(low, name=low_name)
+        viewer.add_image(high, name=high_name)
+    widget = CompareWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Compare")
+    widget.set_input(A_LOW)
+    widget.set_ground_truth(A_HIGH)
+    yield viewer, widget
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=30000)
+
+
+def run(widget, qtbot, methods: list[str], timeout: int = 120000) -> None:
+    widget.set_checked_methods(methods)
+    with qtbot.waitSignal(widget.run_finished, timeout=timeout):
+        widget.restore()
+
+
+def rows(widget) -> list[str]:
+    return list(widget.table._methods)
+
+
+def test_a_killed_worker_stays_visible_and_the_next_run_works(dock, qtbot, monkeypatch):
+    viewer, widget = dock
+    notified = []
+    import napari.utils.notifications as notifications
+
+    monkeypatch.setattr(notifications, "show_error", lambda text: notified.append(text))
+    low, _ = load_sample(0, "test")
+    viewer.add_image(np.concatenate([low] * 6), name="long low")  # 12 frames
+    viewer.add_image(np.concatenate([load_sample(0, "test")[1]] * 6), name="long high")
+    widget.set_input("long low")
+    widget.set_ground_truth("long high")
+    process = widget._process
+    original = process.run
+
+    def kill_in_nlm(*args):  # in the worker thread, as soon as the child starts NL-means
+        for ev in original(*args):
+            if isinstance(ev, MethodStarted) and ev.name == "NL-means":
+                os.kill(process.pid, signal.SIGKILL)
+            yield ev
+
+    monkeypatch.setattr(process, "run", kill_in_nlm)
+    run(widget, qtbot, ["TV", "NL-means"])
+    monkeypatch.setattr(process, "run", original)
+    status = widget.status.text()
+    assert "NL-means failed: the restore process was ended by signal 9" in status, status
+    assert widget.table.row_note("NL-means").startswith("failed: the restore process")
+    assert panel_text(viewer.layers["NL-means"]).startswith("NL-means\nfailed: ")
+    assert L.role(viewer.layers["NL-means"]) == "failed"
+    assert notified and "ended by signal 9" in notified[0]
+    assert list(widget.results) == ["TV"]  # TV finished before the kill and is kept
+    # automatic re-scoring after a ground-truth change does not replace the error
+    high2 = np.asarray(viewer.layers["long high"].data)[:, ::-1].copy()
+    viewer.add_image(high2, name="long high 2")
+    widget.set_ground_truth(None)
+    with qtbot.waitSignal(widget.run_finished, timeout=60000):
+        widget.set_ground_truth("long high 2")
+    assert "scored against 'long high 2'" in widget.status.text()
+    assert "ended by signal 9" in widget.status.text(), widget.status.text()
+    assert widget.table.row_note("NL-means").startswith("failed: ")
+    # the next run starts a new child and replaces the failure
+    run(widget, qtbot, ["TV", "NL-means"], timeout=180000)
+    assert "signal 9" not in widget.message()
+    assert "restored with 2 of 2" in widget.message()
+    assert widget.table.row_note("NL-means") is None
+    assert L.role(viewer.layers["NL-means"]) == "result"
+    assert viewer.layers["NL-means"].data.shape == (12, 256, 256)
+
+
+def test_pair_a_then_pair_b_shows_and_scores_nothing_of_a(dock, qtbot):
+    viewer, widget = dock
+    run(widget, qtbot, ["TV", "NL-means"])
+    tv_a = np.array(viewer.layers["TV"].data)
+    # B picked but not restored yet: A's results are not scored against B
+    widget.set_input(B_LOW)
+    widget.set_ground_truth(B_HIGH)
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=30000)
+    assert widget.scores("TV") == []
+    assert widget.table.row_note("TV") == f"restored from {A_LOW!r}, not the current input"
+    assert "restored from" in panel_text(viewer.layers["TV"])
+    # restoring B with TV only: NL-means of A goes, TV is B's, scored against B
+    run(widget, qtbot, ["TV"])
+    _, b_high = load_sample(1, "test")
+    tv_b = np.asarray(viewer.layers["TV"].data)
+    assert not np.array_equal(tv_a, tv_b)
+    assert "NL-means" not in viewer.layers
+    assert rows(widget) == [f"Input ({B_LOW})", "TV"]
+    want = score(tv_b[0], b_high[0])
+    assert widget.table.cell_text("TV", "PSNR t0") == f"{want.psnr:.2f}"
+    assert panel_text(viewer.layers["TV"]) == (
+        f"TV\nPSNR {want.psnr:.2f} dB\nSSIM {want.ssim:.3f}")
+    assert L.grid_panels(viewer) == [B_LOW, B_HIGH, "TV"]
+
+
+def test_an_unticked_method_loses_its_panel_row_and_curve(dock, qtbot):
+    viewer, widget = dock
+    widget.spectrum_check.setChecked(True)
+    run(widget, qtbot, ["TV", "NL-means"])
+    assert {"TV", "NL-means"} <= set(widget.view.spectrum.lines)
+    table_error = "NL-means" + L.ERROR_SUFFIX
+    widget.table.set_error_map_checked("NL-means", True)
+    assert table_error in viewer.layers
+    run(widget, qtbot, ["TV"])
+    assert "NL-means" not in viewer.layers and table_error not in viewer.layers
+    assert "NL-means" not in rows(widget) and "NL-means" not in widget.results
+    assert "NL-means" not in widget.view.spectrum.lines
+    assert all(panel_text(lyr) is None or "NL-means" not in panel_text(lyr)
+               for lyr in viewer.layers)
+
+
+def test_a_nan_input_fails_visibly_and_shows_no_old_result(dock, qtbot):
+    viewer, widget = dock
+    run(widget, qtbot, ["TV"])
+    low, _ = load_sample(0, "test")
+    bad = low.astype(np.float32)
+    bad[1, 10, 10] = np.nan
+    viewer.add_image(bad, name="nan low")
+    widget.set_input("nan low")
+    run(widget, qtbot, ["TV"])
+    status = widget.status.text()
+    assert "'nan low' has NaN or infinite pixels in frame 1" in status, status
+    assert widget.table.row_note("TV").startswith("failed: input 'nan low' has NaN")
+    assert L.role(viewer.layers["TV"]) == "failed"
+    assert not np.asarray(viewer.layers["TV"].data).any()  # A's TV result is gone
+    assert panel_text(viewer.layers["TV"]).startswith("TV\nfailed: input 'nan low'")
+    widget.set_ground_truth(None)  # a picker change keeps the error
+    assert "NaN" in widget.status.text()
