@@ -17,7 +17,8 @@ from . import _compare_layers as L
 
 
 class GridArranger:
-    """Needs ``panel_names()``, ``has_panels()`` and ``update_overlays()`` of its subclass."""
+    """Needs ``panel_names()``, ``has_panels()``, ``n_frames()``, ``show_frame()`` and
+    ``update_overlays()`` of its subclass."""
 
     def __init__(self, widget) -> None:  # the CompareWidget that owns the view
         self.w = widget
@@ -26,6 +27,35 @@ class GridArranger:
         self._n_panels = 0
         self._hidden: weakref.WeakSet = weakref.WeakSet()  # layers the grid hid
         self._pinned: tuple[int, int] | None = None  # grid shape fixed for a run
+        self._full_range = None  # napari's frame range while the grid narrows it
+
+    def on_frame(self, event=None) -> None:
+        """Keep the frame slider inside the compared stacks, then relabel the panels."""
+        n = self.n_frames() if self.has_panels() else 0
+        axis = L.frame_axis(self.viewer)
+        if n and axis is not None and self.viewer.dims.current_step[axis] >= n:
+            self.viewer.dims.set_current_step(axis, n - 1)  # re-enters with a valid frame
+            return
+        self.show_frame()
+
+    def fit_frame_range(self, event=None) -> None:
+        """While the grid compares results, the frame slider spans the compared stacks only
+        (napari spans every layer, hidden ones too); napari's own range comes back after."""
+        axis = L.frame_axis(self.viewer)
+        if axis is None:
+            return
+        dims, r = self.viewer.dims, self.viewer.dims.range[axis]
+        n = (self.n_frames() if self.has_panels() and self.viewer.canvas.grid.enabled
+             else 0)
+        if n:
+            last = r.start + (n - 1) * r.step
+            if r.stop > last + 1e-9 * max(1.0, abs(r.step)):
+                self._full_range = r
+                dims.set_range(axis, (r.start, last, r.step))
+        elif self._full_range is not None:
+            full, self._full_range = self._full_range, None
+            if r.stop < full.stop:
+                dims.set_range(axis, tuple(full))
 
     def panel_layers(self) -> list:
         """Layers of the comparison in panel order."""
@@ -53,7 +83,7 @@ class GridArranger:
         layers while the grid is on (the others come back when it is off), refresh texts."""
         if not self.has_panels():  # nothing to compare: leave the user's layers alone
             self._show_hidden()
-            self.w.fit_frame_range()
+            self.fit_frame_range()
             self.update_overlays()
             self.w.on_hidden_changed(self.hidden_names())
             return
@@ -78,7 +108,7 @@ class GridArranger:
         if n_panels != self._n_panels:
             self._n_panels = n_panels
             self.viewer.reset_view()
-        self.w.fit_frame_range()
+        self.fit_frame_range()
         self.update_overlays()
         self.w.on_hidden_changed(self.hidden_names())
 

@@ -272,7 +272,8 @@ class CompareView(GridArranger):
             set_panel_text(layer, text, visible=grid or layer is top)
             self._overlaid.add(layer)
 
-    def on_frame(self, event=None) -> None:
+    def show_frame(self) -> None:
+        """Relabel the panels (and redraw the spectrum) for the current frame."""
         self.update_overlays()
         if self.spectrum is not None and self.w.spectrum_check.isChecked():
             self.update_spectrum()

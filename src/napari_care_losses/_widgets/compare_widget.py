@@ -26,8 +26,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
-    QListWidgetItem,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -40,14 +38,19 @@ from ..restore.metrics import Score
 from ..workers.restore_child import RestoreProcess
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, STRENGTH_DEFAULT, as_frames
+from ._compare_pickers import (
+    NONE_GT,
+    ProgressBar,
+    fill_layer_combos,
+    fill_method_list,
+    method_specs,
+)
 from ._compare_runs import FRAMES_FORMAT, RunControl
 from ._compare_view import CompareView
-from ._layers import image_problem, matching_pair, partner_problem
+from ._layers import image_problem, partner_problem
 from ._metrics_table import MetricsTable
 from .model_list import ask_model_path, is_package, unpack_package
 from .model_registry import REGISTRY
-
-NONE_GT = "none"
 
 
 class CompareWidget(QWidget):
@@ -63,7 +66,6 @@ class CompareWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self._full_range = None  # napari's frame range while the grid narrows it
         self._specs: dict[str, MethodSpec] = {}
         self._process = RestoreProcess()  # started on the first Restore, then kept warm
         self.session = CompareSession()
@@ -95,7 +97,7 @@ class CompareWidget(QWidget):
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.restore_button, self.stop_button = QPushButton("Restore"), QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        self.progress = _ProgressBar()
+        self.progress = ProgressBar()
         self.progress.setFormat(FRAMES_FORMAT)
         self.status = QLabel("")
         self.status.setWordWrap(True)  # the whole message, never cut off
@@ -169,8 +171,8 @@ class CompareWidget(QWidget):
         hooks = [(REGISTRY.changed, self._refresh_methods),
                  (layers.inserted, self._refresh_layer_choices),
                  (layers.removed, self._refresh_layer_choices),
-                 (self.viewer.dims.events.current_step, self._on_frame),
-                 (self.viewer.dims.events.range, self.fit_frame_range),
+                 (self.viewer.dims.events.current_step, self.view.on_frame),
+                 (self.viewer.dims.events.range, self.view.fit_frame_range),
                  (self.viewer.canvas.grid.events.enabled, self._on_grid_changed)]
         for signal, slot in hooks:
             signal.connect(slot)
@@ -187,34 +189,6 @@ class CompareWidget(QWidget):
         process = self._process
         self.destroyed.connect(disconnect)
 
-    def _on_frame(self, event=None) -> None:
-        """Keep the frame slider inside the compared stacks, then relabel the panels."""
-        n = self.view.n_frames() if self.view.has_panels() else 0
-        axis = L.frame_axis(self.viewer)
-        if n and axis is not None and self.viewer.dims.current_step[axis] >= n:
-            self.viewer.dims.set_current_step(axis, n - 1)  # re-enters with a valid frame
-            return
-        self.view.on_frame()
-
-    def fit_frame_range(self, event=None) -> None:
-        """While the grid compares results, the frame slider spans the compared stacks only
-        (napari spans every layer, hidden ones too); napari's own range comes back after."""
-        axis = L.frame_axis(self.viewer)
-        if axis is None:
-            return
-        dims, r = self.viewer.dims, self.viewer.dims.range[axis]
-        n = (self.view.n_frames() if self.view.has_panels() and self.viewer.canvas.grid.enabled
-             else 0)
-        if n:
-            last = r.start + (n - 1) * r.step
-            if r.stop > last + 1e-9 * max(1.0, abs(r.step)):
-                self._full_range = r
-                dims.set_range(axis, (r.start, last, r.step))
-        elif self._full_range is not None:
-            full, self._full_range = self._full_range, None
-            if r.stop < full.stop:
-                dims.set_range(axis, tuple(full))
-
     def _on_grid_changed(self, event=None) -> None:
         """Follow napari's own grid button, so the checkbox tells the truth."""
         self.grid_check.blockSignals(True)
@@ -228,42 +202,12 @@ class CompareWidget(QWidget):
         layer = getattr(event, "value", None)
         if layer is not None and L.role(layer) is not None:
             return  # our own result layers are never offered: nothing to refresh
-        layers = L.image_layers(self.viewer)
-        names = [lyr.name for lyr in layers]
-        keep = (self.input_combo.currentText(), self.gt_combo.currentText())
-        guess = matching_pair(layers)
-        for combo, extra, kept, guessed in ((self.input_combo, [], keep[0], guess[0]),
-                                            (self.gt_combo, [NONE_GT], keep[1], guess[1])):
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(extra + names)
-            if kept in extra + names:
-                combo.setCurrentText(kept)
-            else:
-                combo.setCurrentText(guessed or (extra + names or [""])[0])
-            combo.blockSignals(False)
+        fill_layer_combos(self.viewer, self.input_combo, self.gt_combo)
         self._on_data_choice()
 
     def _refresh_methods(self) -> None:
-        checked = {self.method_list.item(i).data(Qt.ItemDataRole.UserRole):
-                   self.method_list.item(i).checkState() for i in range(self.method_list.count())}
-        specs = {}
-        for model in REGISTRY.models():
-            try:
-                spec = MethodSpec.for_model(model.model_dir)
-            except (OSError, ValueError):  # deleted or damaged since it was added
-                continue
-            specs[spec.key] = spec
-        specs.update({s.key: s for s in map(MethodSpec.for_baseline, ("tv", "nlm"))})
-        self._specs = specs
-        self.method_list.clear()
-        for key, spec in sorted(specs.items(), key=lambda kv: kv[1].rank):
-            item = QListWidgetItem(spec.name)
-            item.setToolTip(spec.model_dir or f"classical baseline: {spec.name}")
-            item.setData(Qt.ItemDataRole.UserRole, key)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(checked.get(key, Qt.CheckState.Checked))
-            self.method_list.addItem(item)
+        self._specs = method_specs()
+        fill_method_list(self.method_list, self._specs)
 
     def set_input(self, name: str) -> None:
         self.input_combo.setCurrentText(name)
@@ -460,17 +404,3 @@ def _source(layer) -> Source | None:
         return None
     shape = tuple(layer.data.shape)
     return Source(layer.name, (1, *shape) if len(shape) == 2 else shape)
-
-
-class _ProgressBar(QProgressBar):
-    """A progress bar whose ``setValue`` schedules its repaint with the window's next one.
-
-    QProgressBar repaints at once when its text changes, and with software OpenGL each
-    repaint recomposites the whole napari window; a scheduled repaint is merged with the
-    others of the same event-loop pass."""
-
-    def setValue(self, value: int) -> None:  # noqa: N802 - Qt API
-        self.setUpdatesEnabled(False)
-        super().setValue(value)
-        self.setUpdatesEnabled(True)  # schedules update()
-
