@@ -156,3 +156,45 @@ def test_a_nan_input_fails_visibly_and_shows_no_old_result(dock, qtbot):
     assert panel_text(viewer.layers["TV"]).startswith("TV\nfailed: input 'nan low'")
     widget.set_ground_truth(None)  # a picker change keeps the error
     assert "NaN" in widget.status.text()
+
+
+def test_the_pickers_say_why_a_layer_is_left_out(dock):
+    viewer, widget = dock
+    viewer.add_image(np.zeros((8, 8, 3), np.uint8), name="colour", rgb=True)
+    viewer.add_image(np.zeros((2, 2, 8, 8), np.float32), name="volume")
+    viewer.add_labels(np.zeros((8, 8), np.uint8), name="masks")
+    for combo in (widget.input_combo, widget.gt_combo):
+        items = {combo.itemText(i): combo.model().item(i) for i in range(combo.count())}
+        why = {text.split(" (left out")[0]: item.toolTip() for text, item in items.items()
+               if not item.isEnabled()}
+        assert set(why) == {"colour", "volume", "masks"}
+        assert "RGB" in why["colour"] and "4D" in why["volume"] and "labels" in why["masks"]
+    assert widget.input_combo.currentText() == A_LOW  # the choice is kept
+
+
+def test_layers_the_grid_hides_are_named(dock, qtbot):
+    viewer, widget = dock
+    run(widget, qtbot, ["TV"])
+    viewer.add_image(np.zeros((2, 256, 256), np.float32), name="added later")
+    assert not viewer.layers["added later"].visible
+    assert "added later" in widget.hidden_label.text() and widget.hidden_label.isVisibleTo(
+        widget)
+    widget.grid_check.setChecked(False)
+    assert viewer.layers["added later"].visible and not widget.hidden_label.text()
+
+
+def test_the_private_overlay_warning_is_not_printed():
+    """napari hands plugins proxies that warn on private access (678 lines in a session)."""
+    import warnings
+
+    from napari.layers import Image
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_care_losses._widgets._overlays import set_panel_text
+
+    layer = PublicOnlyProxy(Image(np.zeros((4, 4), np.float32)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(3):
+            set_panel_text(layer, f"text {i}")
+    assert not [w for w in caught if "_overlays" in str(w.message)]

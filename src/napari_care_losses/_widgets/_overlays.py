@@ -24,6 +24,8 @@ panels.
 
 from __future__ import annotations
 
+import re
+import warnings
 import weakref
 from typing import Any
 
@@ -56,8 +58,18 @@ class PanelTextOverlay(TextOverlay):
 def _private_layer_overlays(layer: Layer) -> Any | None:
     """napari's PRIVATE per-layer overlay dict (``layer._overlays``, an ``EventedDict``
     whose changes the vispy canvas follows), or ``None`` if this napari has none."""
-    overlays = getattr(layer, "_overlays", None)
+    with warnings.catch_warnings():
+        # a plugin's layers are napari proxies that warn on each private access (napari
+        # printed it hundreds of times a session): this one access is deliberate (see the
+        # module docstring), so only its warning is silenced, here and nowhere else
+        warnings.filterwarnings("ignore", message=_OVERLAYS_WARNING, category=FutureWarning)
+        overlays = getattr(layer, "_overlays", None)
     return overlays if hasattr(overlays, "get") and install() else None
+
+
+#: napari's warning on ``layer._overlays`` through its plugin proxy (napari.utils._proxies).
+_OVERLAYS_WARNING = re.escape("Private attribute access ('") + r"\w+" + re.escape(
+    "._overlays')")
 
 
 _installed: bool | None = None
