@@ -171,10 +171,10 @@ def test_rerun_replaces_and_no_ground_truth(dock, registry, qtbot):
     lap, _ = names(registry)
     widget.set_ground_truth(None)
     run(widget, qtbot, ["TV", lap])
-    run(widget, qtbot, ["TV"])  # same name: replaced, not duplicated
+    run(widget, qtbot, ["TV"])  # same name: replaced, not duplicated; the unticked goes
     # the unused high layer is not part of the comparison: after it, hidden in the grid
-    assert [lyr.name for lyr in viewer.layers] == [LOW, lap, "TV", HIGH]
-    assert L.grid_panels(viewer) == [LOW, lap, "TV"]
+    assert [lyr.name for lyr in viewer.layers] == [LOW, "TV", HIGH]
+    assert L.grid_panels(viewer) == [LOW, "TV"]
     assert not viewer.layers[HIGH].visible
     assert panel_text(viewer.layers[HIGH]) is None
     assert panel_text(viewer.layers["TV"]) == "TV\nno ground truth"
@@ -183,7 +183,7 @@ def test_rerun_replaces_and_no_ground_truth(dock, registry, qtbot):
     # choosing a ground truth afterwards scores the existing results (and shows it)
     with qtbot.waitSignal(widget.run_finished, timeout=60000):
         widget.set_ground_truth(HIGH)
-    assert L.grid_panels(viewer) == [LOW, HIGH, lap, "TV"]
+    assert L.grid_panels(viewer) == [LOW, HIGH, "TV"]
     widget.grid_check.setChecked(False)  # grid off: every layer visible again
     assert all(lyr.visible for lyr in viewer.layers)
     tv = score(np.asarray(viewer.layers["TV"].data)[0], high[0])
