@@ -16,7 +16,7 @@ from ..restore.spectra import RadialSpectrum, radial_power_spectrum
 from . import _compare_layers as L
 from ._compare_grid import GridArranger
 from ._compare_jobs import error_map, format_score, panel_title, short_reason, spectrum_input
-from ._overlays import remove_panel_text, set_panel_text
+from ._overlays import font_for_panel, remove_panel_text, set_panel_text
 
 GT_LABEL = "Ground truth"
 #: Opacity of a panel whose method is being restored again (its old result until then).
@@ -33,6 +33,7 @@ class CompareView(GridArranger):
         self._spectra: dict[tuple, RadialSpectrum] = {}
         self.spectrum = None
         self._table_args: tuple | None = None
+        self._font = None  # the panel labels' font size
         session.run_started.connect(self._on_run_started)
         session.entry_changed.connect(self._on_entry)
         session.scores_changed.connect(self._on_scores)
@@ -268,9 +269,17 @@ class CompareView(GridArranger):
             if layer not in texts:
                 remove_panel_text(layer)
                 self._overlaid.discard(layer)
+        font = self._font = font_for_panel(
+            self.viewer.canvas.viewbox_size(self.viewer.layers)[1])
         for layer, text in texts.items():  # outside grid mode only the top layer's text
-            set_panel_text(layer, text, visible=grid or layer is top)
+            set_panel_text(layer, text, visible=grid or layer is top, font_size=font)
             self._overlaid.add(layer)
+
+    def on_canvas_size(self, event=None) -> None:
+        """The panels changed size: the labels' font follows (only when it changes)."""
+        font = font_for_panel(self.viewer.canvas.viewbox_size(self.viewer.layers)[1])
+        if font != self._font and self._overlaid:
+            self.update_overlays()
 
     def show_frame(self) -> None:
         """Relabel the panels (and redraw the spectrum) for the current frame."""

@@ -173,7 +173,8 @@ class CompareWidget(QWidget):
                  (layers.removed, self._refresh_layer_choices),
                  (self.viewer.dims.events.current_step, self.view.on_frame),
                  (self.viewer.dims.events.range, self.view.fit_frame_range),
-                 (self.viewer.canvas.grid.events.enabled, self._on_grid_changed)]
+                 (self.viewer.canvas.grid.events.enabled, self._on_grid_changed),
+                 (self.viewer.canvas.events.size, self.view.on_canvas_size)]
         for signal, slot in hooks:
             signal.connect(slot)
         me = weakref.ref(self)

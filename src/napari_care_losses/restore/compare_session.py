@@ -157,8 +157,7 @@ class CompareSession:
         entry.state, entry.result, entry.error = DONE, result, None
         if result.scores is not None and self.run.gt is not None:
             entry.scores[self.run.gt] = dict(enumerate(result.scores))
-        self.entry_changed.emit(entry)
-        self.scores_changed.emit()
+        self.entry_changed.emit(entry)  # observers show it with its scores
         return entry
 
     def fail(self, run: int, name: str, reason: str) -> Entry | None:
