@@ -154,6 +154,8 @@ def test_a_nan_input_fails_visibly_and_shows_no_old_result(dock, qtbot):
     assert L.role(viewer.layers["TV"]) == "failed"
     assert not np.asarray(viewer.layers["TV"].data).any()  # A's TV result is gone
     assert panel_text(viewer.layers["TV"]).startswith("TV\nfailed: input 'nan low'")
+    assert widget.table.row_note("Input (nan low)") == (
+        "the input has NaN or infinite pixels in frame 1")
     widget.set_ground_truth(None)  # a picker change keeps the error
     assert "NaN" in widget.status.text()
 
@@ -198,3 +200,25 @@ def test_the_private_overlay_warning_is_not_printed():
         for i in range(3):
             set_panel_text(layer, f"text {i}")
     assert not [w for w in caught if "_overlays" in str(w.message)]
+
+
+def test_restore_files_writes_one_file_per_file_and_method(dock, qtbot, tmp_path):
+    """a.tif and a.tiff with two methods: four files, "wrote 4 of 4"; an existing output
+    is kept and the dock says which name it wrote instead."""
+    import tifffile
+
+    viewer, widget = dock
+    low, _ = load_sample(0, "test")
+    for name in ("a.tif", "a.tiff"):
+        tifffile.imwrite(tmp_path / name, low[:1], photometric="minisblack")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_tif_TV.tif").write_bytes(b"mine")
+    widget.set_checked_methods(["TV", "NL-means"])
+    with qtbot.waitSignal(widget.run_finished, timeout=120000):
+        widget.restore_files([str(tmp_path / "a.tif"), str(tmp_path / "a.tiff")], str(out))
+    written = sorted(p.name for p in out.glob("*.tif"))
+    assert len(written) == 5 and (out / "a_tif_TV.tif").read_bytes() == b"mine"
+    status = widget.status.text()
+    assert status.startswith("wrote 4 of 4 restored file(s)"), status
+    assert "a_tif_TV.tif exists" in status and "a_tif_TV_2.tif" in status

@@ -103,3 +103,13 @@ def short_reason(text: str, limit: int = PANEL_REASON_CHARS) -> str:
     """The first line of ``text``, cut to ``limit`` characters with an ellipsis."""
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def first_bad_frame(frames: np.ndarray) -> int | None:
+    """The first frame with a NaN or infinite pixel (``None``: all finite)."""
+    if np.issubdtype(frames.dtype, np.integer):
+        return None
+    for t, frame in enumerate(frames):
+        if not np.isfinite(frame).all():
+            return t
+    return None

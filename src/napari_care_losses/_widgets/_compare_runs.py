@@ -18,7 +18,7 @@ from napari.qt.threading import create_worker
 from ..restore.compare_session import CompareSession, Source
 from ..restore.engine import FrameDone, MethodDone, MethodFailed, MethodStarted, Stopped
 from ..restore.files import FileWritten, tiff_files
-from ._compare_jobs import score_many
+from ._compare_jobs import first_bad_frame, score_many
 from ._event_pacer import EventPacer
 
 #: Seconds between frame-progress updates of the dock.
@@ -42,16 +42,6 @@ def _reason(name: str, error: str) -> str:
     "at frame 0: …"): the row and panel name the method already."""
     text = error[len(name):].lstrip(" :") if error.startswith(name) else error
     return text[len("failed"):].lstrip(" :") if text.startswith("failed") else text
-
-
-def first_bad_frame(frames: np.ndarray) -> int | None:
-    """The first frame with a NaN or infinite pixel (``None``: all finite)."""
-    if np.issubdtype(frames.dtype, np.integer):
-        return None
-    for t, frame in enumerate(frames):
-        if not np.isfinite(frame).all():
-            return t
-    return None
 
 
 class RunControl:

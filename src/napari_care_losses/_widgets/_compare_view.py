@@ -15,7 +15,15 @@ from ..restore.compare_session import DONE, FAILED, PENDING, RUNNING, CompareSes
 from ..restore.spectra import RadialSpectrum, radial_power_spectrum
 from . import _compare_layers as L
 from ._compare_grid import GridArranger
-from ._compare_jobs import error_map, format_score, panel_title, short_reason, spectrum_input
+from ._compare_jobs import (
+    as_frames,
+    error_map,
+    first_bad_frame,
+    format_score,
+    panel_title,
+    short_reason,
+    spectrum_input,
+)
 from ._overlays import font_for_panel, remove_panel_text, set_panel_text
 
 GT_LABEL = "Ground truth"
@@ -34,6 +42,7 @@ class CompareView(GridArranger):
         self.spectrum = None
         self._table_args: tuple | None = None
         self._font = None  # the panel labels' font size
+        self._input_check: tuple = (None, None)  # (input key, its problem)
         session.run_started.connect(self._on_run_started)
         session.entry_changed.connect(self._on_entry)
         session.scores_changed.connect(self._on_scores)
@@ -83,6 +92,19 @@ class CompareView(GridArranger):
             return format_score(self.session.frame_score(entry, t, gt[t]))
         except (ValueError, ArithmeticError) as exc:  # e.g. a constant ground truth
             return short_reason(f"not scored: {exc}")
+
+    def input_problem(self) -> str | None:
+        """Why the current input cannot be scored (NaN or infinite pixels), else ``None``;
+        looked at once per input array."""
+        layer = self.w.input_layer()
+        if layer is None:
+            return None
+        key = (layer.name, id(layer.data))
+        if self._input_check[0] != key:
+            bad = first_bad_frame(as_frames(np.asarray(layer.data)))
+            self._input_check = (key, None if bad is None else
+                                 f"the input has NaN or infinite pixels in frame {bad}")
+        return self._input_check[1]
 
     def on_data_changed(self) -> None:
         """The pickers changed: texts, table and error maps follow (scores are per gt)."""
@@ -295,7 +317,8 @@ class CompareView(GridArranger):
         scores, notes = {}, {}
         for name in rows:
             entry = self.session.entries.get(name)
-            note = self.session.row_note(entry) if entry is not None else None
+            note = (self.session.row_note(entry) if entry is not None
+                    else self.input_problem() if gt is not None else None)
             if note is not None and note != "no ground truth":
                 notes[name] = note
                 scores[name] = None
