@@ -131,3 +131,15 @@ def test_stop_discards_the_running_method(pair):
     s.end(run.number, stopped=True)
     assert s.outcome == "stopped" and [e.name for e in s.shown()] == ["TV"]
     assert "discarded the partial NL-means" in s.status()[0]
+
+
+def test_the_session_needs_no_qt_napari_or_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_care_losses.restore.compare_session as s; "
+            "print(sorted(m for m in ('qtpy', 'napari', 'psygnal', 'tensorflow') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

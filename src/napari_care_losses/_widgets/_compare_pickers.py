@@ -85,7 +85,8 @@ def fill_method_list(method_list: QListWidget, specs: dict[str, MethodSpec]) -> 
     method_list.clear()
     for key, spec in sorted(specs.items(), key=lambda kv: kv[1].rank):
         item = QListWidgetItem(spec.name)
-        item.setToolTip(spec.model_dir or f"classical baseline: {spec.name}")
+        item.setToolTip(f"{spec.name}\n{spec.model_dir}" if spec.model_dir
+                        else f"classical baseline: {spec.name}")
         item.setData(Qt.ItemDataRole.UserRole, key)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setCheckState(checked.get(key, Qt.CheckState.Checked))

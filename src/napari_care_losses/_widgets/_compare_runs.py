@@ -167,6 +167,7 @@ class RunControl:
         bar.setFormat(f"run {run.number}: restored with {done} of {len(run.methods)} "
                       "method(s) · %v/%m frames")
         bar.setValue(done * run.n_frames)
+        bar.setToolTip(self.session.summary())  # the whole of it, should the bar cut it
         self.stop_event.clear()
         if not self.rescore():
             self.ui.run_finished.emit()

@@ -87,6 +87,8 @@ class CompareWidget(QWidget):
             combo.setMinimumContentsLength(12)
         self.method_list = QListWidget()
         self.method_list.setMaximumHeight(130)
+        self.method_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # full name: tooltip
+        self.method_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.load_button = QPushButton("Load model…")
         self.files_button = QPushButton("Restore files…")
         self.files_button.setToolTip("restore TIFF files on disk (stacks too large to open) "
