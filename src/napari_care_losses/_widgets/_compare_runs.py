@@ -85,7 +85,7 @@ class RunControl:
             ui.progress.setFormat(f"run {run.number}: nothing restored")
             ui.run_finished.emit()
             return
-        specs = [s for name in run.methods for s in specs if s.name == name]
+        specs = sorted(specs, key=lambda s: s.rank)  # the session's (panel) order
         self._run, self._shown = run, 0.0
         ui.progress.setRange(0, len(specs) * len(low))
         ui.progress.setValue(0)
