@@ -44,6 +44,28 @@ def train_models(outdir: Path, epochs: int, steps: int) -> list[Path]:
     return dirs
 
 
+def failure_screenshot(viewer, widget, loop, out: Path) -> None:
+    """A run that fails: the held-out input with one NaN pixel, restored with TV and
+    NL-means (every method fails; panels, rows and the status line say why)."""
+    import numpy as np
+    from qtpy.QtCore import QTimer
+
+    low = np.asarray(widget.input_layer().data, np.float32).copy()
+    low[0, 100, 100] = np.nan
+    viewer.add_image(low, name="W2S ch0 test low (NaN pixel)")
+    widget.set_input("W2S ch0 test low (NaN pixel)")
+    widget.set_checked_methods(["TV", "NL-means"])
+    widget.restore()
+    for _ in range(3):
+        QTimer.singleShot(400, loop.quit)
+        loop.exec_()
+    viewer.window._qt_window.resize(1280, 800)
+    QTimer.singleShot(600, loop.quit)
+    loop.exec_()
+    viewer.screenshot(str(out), canvas_only=False)
+    print(f"saved {out}: {widget.status.text()!r}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", type=Path, default=None,
@@ -54,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame", type=int, default=0, help="frame shown (held-out field)")
     parser.add_argument("--no-training-dock", action="store_true",
                         help="only the compare dock (default: the training dock too)")
+    parser.add_argument("--no-failure", action="store_true",
+                        help="skip compare_failed_1280x800.png (a run on a NaN input)")
     parser.add_argument("--sizes", nargs="+", default=["1600x1000", "1280x800"],
                         help="window sizes, WxH (the first is compare_grid.png)")
     args = parser.parse_args(argv)
@@ -121,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.outdir / ("compare_grid.png" if i == 0 else f"compare_grid_{size}.png")
         viewer.screenshot(str(out), canvas_only=False)
         print(f"saved {out} (window {window.width()}x{window.height()})", flush=True)
+    if not args.no_failure:
+        failure_screenshot(viewer, widget, loop, args.outdir / "compare_failed_1280x800.png")
     viewer.close()
     sys.stdout.flush()
     # TensorFlow and Mesa's software GL both bundle LLVM and crash in their C++ exit

@@ -146,8 +146,11 @@ def test_a_nan_input_fails_visibly_and_shows_no_old_result(dock, qtbot):
     bad = low.astype(np.float32)
     bad[1, 10, 10] = np.nan
     viewer.add_image(bad, name="nan low")
+    widget.spectrum_check.setChecked(True)
     widget.set_input("nan low")
+    viewer.dims.set_current_step(0, 1)  # the frame with the NaN pixel
     run(widget, qtbot, ["TV"])
+    assert "Input (nan low)" not in widget.view.spectrum.lines  # no curve, no crash
     status = widget.status.text()
     assert "'nan low' has NaN or infinite pixels in frame 1" in status, status
     assert widget.table.row_note("TV").startswith("failed: input 'nan low' has NaN")

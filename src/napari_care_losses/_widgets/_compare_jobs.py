@@ -95,14 +95,23 @@ def panel_title(spec: MethodSpec) -> str:
     return f"{spec.short} {match[1]}:{match[2]}:{match[3]}{n}"
 
 
-#: Longest reason a panel shows (the table's tooltip and the status line have it whole).
-PANEL_REASON_CHARS = 48
+#: A reason on a panel: at most this many lines of this many characters (the table's
+#: tooltip and the status line have it whole).
+PANEL_REASON_LINES, PANEL_REASON_CHARS = 2, 26
 
 
-def short_reason(text: str, limit: int = PANEL_REASON_CHARS) -> str:
-    """The first line of ``text``, cut to ``limit`` characters with an ellipsis."""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[:limit - 1] + "…"
+def short_reason(text: str, width: int = PANEL_REASON_CHARS,
+                 lines: int = PANEL_REASON_LINES) -> str:
+    """The first line of ``text`` wrapped to ``lines`` lines of ``width`` characters, the
+    last one ending in an ellipsis when cut (a narrow grid panel clips longer lines)."""
+    import textwrap
+
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    wrapped = textwrap.wrap(first, width) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][:width - 1] + "…"
+    return "\n".join(wrapped)
 
 
 def first_bad_frame(frames: np.ndarray) -> int | None:

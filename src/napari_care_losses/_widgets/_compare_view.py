@@ -83,7 +83,7 @@ class CompareView(GridArranger):
             s = (self.session.input_score(t, low[t], gt[t])
                  if gt is not None and low is not None and gt.shape == low.shape
                  else "no ground truth" if gt is None else "ground truth does not fit")
-            return s if isinstance(s, str) else format_score(s)
+            return short_reason(s) if isinstance(s, str) else format_score(s)
         entry = self.session.entries[name]
         note = self.session.row_note(entry)
         if note is not None:
@@ -359,8 +359,12 @@ class CompareView(GridArranger):
         for name, img in items.items():
             key = (name, t, gt is not None)
             if key not in self._spectra:
-                self._spectra[key] = radial_power_spectrum(spectrum_input(img, gt))
-            out[name] = self._spectra[key]
+                try:
+                    self._spectra[key] = radial_power_spectrum(spectrum_input(img, gt))
+                except ValueError:  # NaN or infinite pixels: no curve (the row says why)
+                    self._spectra[key] = None
+            if self._spectra[key] is not None:
+                out[name] = self._spectra[key]
         if not self.session.same_input():
             return out
         for entry in self.session.results():
