@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     compare = CompareWidget(viewer)
     viewer.window.add_dock_widget(compare, name="Compare restorations", area="right")
     REGISTRY.clear()
-    model_names = [f"{m.label} ({m.name})" for m in (REGISTRY.add(p) for p in args.models)]
+    model_names = [m.display_name for m in (REGISTRY.add(p) for p in args.models)]
     all_methods = [*model_names, "TV", "NL-means"]
     pump(1.0)
     assert compare.input_combo.currentText() == f"{TEST} low", compare.input_combo.currentText()

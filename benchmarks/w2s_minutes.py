@@ -84,13 +84,12 @@ def main() -> None:
             train_s = time.perf_counter() - t
             model = RestorationModel(done.model_dir)
             scores = score_stack(model.restore(val_low).image, val_high)
-            meta = model.meta
             key = f"{preset} {minutes:g} min"
             results[key] = {
                 "psnr": float(np.mean([s.psnr for s in scores])),
                 "ssim": float(np.mean([s.ssim for s in scores])),
                 "train_seconds": train_s, "epochs": done.epochs_done,
-                "precision": meta.get("precision_used"), "budget": meta.get("budget"),
+                "precision": model.folder.precision, "budget": model.folder.budget,
                 "kernel": cfg.unet_kern_size, "best_val_loss": done.best_val_loss}
             print(f"{key}: {train_s:.0f} s wall, {done.epochs_done} epochs, PSNR "
                   f"{results[key]['psnr']:.2f} dB, SSIM {results[key]['ssim']:.3f}", flush=True)

@@ -18,11 +18,57 @@ training dock does.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import logging
 import os
 import sys
+import tempfile
 import threading
 
 _lock = threading.Lock()
+
+#: What TensorFlow prints on stderr while it is imported that says nothing to a user: its
+#: oneDNN notice (twice, each after absl's "before InitializeLog" warning; printed whatever
+#: ``TF_CPP_MIN_LOG_LEVEL`` says, and silenced by ``TF_ENABLE_ONEDNN_OPTS=0`` only, which
+#: would change the numerics), so a later error is the first line a user sees.
+IMPORT_NOTICES = ("All log messages before absl::InitializeLog() is called are written to "
+                  "STDERR", "oneDNN custom operations are on.")
+
+
+@contextlib.contextmanager
+def _without_import_notices():
+    """Hold back what is written to file descriptor 2 (C++ and Python alike) and write it
+    out again, without the lines of :data:`IMPORT_NOTICES`. A crash while importing still
+    shows Python's fatal-error traceback (``faulthandler`` writes to the real stderr)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to filter
+        yield
+        return
+    real = os.fdopen(saved, "w", closefd=False)
+    crash_report = faulthandler.is_enabled()
+    if crash_report:
+        faulthandler.enable(file=real)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            if crash_report:
+                faulthandler.enable(file=sys.stderr)
+            real.close()
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().splitlines(keepends=True)
+            kept = b"".join(li for li in lines
+                            if not any(n.encode() in li for n in IMPORT_NOTICES))
+            if kept:
+                os.write(2, kept)
 
 
 def _system_llvm_loaded() -> bool:
@@ -48,8 +94,13 @@ def ensure_tensorflow() -> None:
         if can_set:
             sys.setdlopenflags(old | deepbind)
         try:
-            import tensorflow  # noqa: F401
+            with _without_import_notices():
+                import tensorflow  # noqa: F401
         finally:
             if can_set:
                 sys.setdlopenflags(old)
         import keras  # noqa: F401
+
+        tf_log = logging.getLogger("tensorflow")
+        if tf_log.level == logging.NOTSET:  # its retracing warnings say nothing to a user
+            tf_log.setLevel(logging.ERROR)

@@ -11,7 +11,12 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
+# TensorFlow's C++ log: quiet, so that a user's error is the only line on stderr (oneDNN logs
+# a spurious "E … oneDNN supports DT_INT32 only on platforms with AVX-512" at the first
+# training step even on AVX-512 CPUs; real failures still reach us as Python exceptions).
+# ``--debug`` shows it all. Its import notices are held back by ``_tf``.
+_TF_LOG_OURS = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from .io.data import DataError  # noqa: E402
 from .losses import LossName  # noqa: E402
@@ -22,6 +27,7 @@ def cmd_train(args) -> int:
     from .config.train import config_from_args
     from .demo import _print_event
     from .io.data import make_patches
+    from .models.weights import is_storage_failure
     from .training.trainer import BatchEnd, Failed, StopFlag, train
 
     cfg = config_from_args(args)
@@ -54,6 +60,10 @@ def cmd_train(args) -> int:
                         print(f"    step {event.step}/{event.steps_per_epoch} "
                               f"loss {event.loss:.4f}")
                     continue
+                if isinstance(event, Failed) and is_storage_failure(event.error):
+                    # a full disk (or an unwritable folder): the folder says "failed" and
+                    # keeps its best weights; the next loss could not be saved either
+                    raise OSError(event.error)
                 _print_event(event, print)
                 if isinstance(event, Failed):
                     status = 1
@@ -108,14 +118,16 @@ def cmd_evaluate(args) -> int:
     from functools import partial
 
     from .io.data import open_pair, release
+    from .models.package_import import resolve_model_source
     from .restore.engine import Calibration, MethodSpec, restore_all_or_raise
-    from .restore.metrics import score, score_stack
+    from .restore.metrics import ConstantGroundTruthError, score, score_stack
     from .restore.score_tables import to_markdown, write_csv
 
     if args.metric == "raw" and args.data_range is None:
         raise ValueError("--metric raw needs --data-range (e.g. 255 for 8-bit images)")
     scorer = partial(score, mode=args.metric, data_range=args.data_range)
-    specs = [MethodSpec.for_model(m) for m in args.model or []]
+    # a bioimage.io package (.zip or its unpacked folder) is unpacked into the cache first
+    specs = [MethodSpec.for_model(resolve_model_source(m)) for m in args.model or []]
     specs += [MethodSpec.for_baseline(b, args.strength) for b in args.baseline or []]
     calibration = None
     if args.calibrate and args.strength is None and args.baseline:
@@ -126,8 +138,12 @@ def cmd_evaluate(args) -> int:
         try:
             methods = {"Input": score_stack(low.to_array(), high.to_array(), args.metric,
                                             args.data_range)}
-        except ValueError as exc:  # e.g. a constant ground-truth frame: name the file
+        except ConstantGroundTruthError as exc:  # the metric's error: name the file
             raise DataError(f"{high.name}: {exc}") from None
+        except DataError:  # names its file already (a bad low file is not the high one's)
+            raise
+        except ValueError as exc:
+            raise DataError(f"{low.name} scored against {high.name}: {exc}") from None
         results = restore_all_or_raise(specs, low, high, calibration=calibration,
                                        scorer=scorer, log=lambda m: print(m, flush=True))
     finally:
@@ -274,6 +290,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (*_USER_ERRORS, zlib.error)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the command unwinds like Ctrl+C: every
+    ``finally`` runs and temporary files and folders are removed."""
+
+
+#: commands whose SIGTERM unwinds (train stops after the batch instead; see cmd_train)
+_TERMINABLE = ("predict", "evaluate", "export")
+
+
+def _raise_terminated(signum, _frame) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
     if isinstance(exc, MemoryError):
@@ -295,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv[:end]
     if debug:
         argv = [a for i, a in enumerate(argv) if i >= end or a != "--debug"]
+        if _TF_LOG_OURS and "tensorflow" not in sys.modules:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # -h, or a usage error already printed as one line
@@ -302,9 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "loss", "unset") is None:
         args.loss = ["laplace"]
     name = f"napari-care-losses {args.command}"
+    previous = None
+    if args.command in _TERMINABLE and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         with input_channel(getattr(args, "channel", None) if args.command != "demo" else None):
             return int(args.func(args) or 0)
+    except Terminated:
+        if debug:
+            raise
+        print(f"{name}: terminated (SIGTERM); unfinished output and temporary files removed",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         if debug:
             raise
@@ -319,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: unexpected error: {type(exc).__name__}: {_one_line(exc)} (run with "
               "--debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

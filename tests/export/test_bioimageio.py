@@ -16,6 +16,7 @@ pytest.importorskip("bioimageio.core")
 from napari_care_losses.cli import main  # noqa: E402
 from napari_care_losses.export import bioimageio as bexp  # noqa: E402
 from napari_care_losses.models.folder import ModelFolder, ModelFolderError  # noqa: E402
+from napari_care_losses.models.meta import Status  # noqa: E402
 from napari_care_losses.models.package_import import (  # noqa: E402
     PackageError,
     resolve_model_source,
@@ -148,7 +149,7 @@ def test_stopped_model_needs_force(models, tmp_path, monkeypatch, capsys):
     stopped = tmp_path / "stopped_model"
     shutil.copytree(models["mae"], stopped)
     folder = ModelFolder.open(stopped)
-    folder.write_meta({**folder.meta, "status": "stopped"})
+    folder.write_meta(folder.meta.but(status=Status.STOPPED))
     with pytest.raises(bexp.ExportError, match="--force"):
         bexp.export_package(stopped, tmp_path / "x.zip")
     assert main(["export", str(stopped), "-o", str(tmp_path / "x.zip")]) == 2
@@ -198,3 +199,12 @@ def test_refuses_a_package_that_is_not_ours(packages, tmp_path, cache):
     with pytest.raises(PackageError, match="not one exported by napari-care-losses"):
         resolve_model_source(foreign)
     assert json.loads(json.dumps(rdf))["weights"]  # still a model description
+
+
+def test_a_package_carries_the_model_id_of_its_folder(models, packages, cache):
+    """So the docks recognise a package of a listed model as that model."""
+    original = ModelFolder.open(models["laplace"])
+    unpacked = ModelFolder.open(resolve_model_source(packages["laplace"]))
+    assert unpacked.model_id == original.model_id and unpacked.path != original.path
+    assert _rdf(packages["laplace"])["config"]["napari-care-losses"]["model_id"] \
+        == original.model_id

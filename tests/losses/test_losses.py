@@ -211,3 +211,43 @@ def test_parse_loss_name_aliases(text: str, expected: LossName) -> None:
 def test_parse_loss_name_unknown() -> None:
     with pytest.raises(ValueError, match="unknown loss 'l3'.*laplace.*fft\\+bandpass"):
         parse_loss_name("l3")
+
+
+def test_every_record_has_a_keras_form_and_a_reference() -> None:
+    from napari_care_losses.losses import loss_records
+    from napari_care_losses.losses.keras_losses import KERAS_FORMS
+    from napari_care_losses.losses.reference import REFERENCES
+
+    names = {r.name for r in loss_records()}
+    assert set(KERAS_FORMS.functions) == names == set(REFERENCES.functions)
+
+
+def test_a_new_loss_is_a_record_a_keras_form_and_a_reference(monkeypatch) -> None:
+    """Registered in the test only: make_loss and reference_loss find both from the name."""
+    from napari_care_losses.losses import LOSSES, LossParam, LossRecord
+    from napari_care_losses.losses.keras_losses import KERAS_FORMS
+    from napari_care_losses.losses.reference import REFERENCES
+
+    gamma = LossParam("gamma", 2.0, 0.5, 8.0, "exponent of the error", "γ")
+    record = LossRecord("pow", "Power", "Pow", "mean |error|^γ", "mean |restored − gt|^γ",
+                        rank=99, params=(gamma,))
+    monkeypatch.setitem(LOSSES, record.name, record)
+    monkeypatch.setattr(KERAS_FORMS, "functions", dict(KERAS_FORMS.functions))
+    monkeypatch.setattr(REFERENCES, "functions", dict(REFERENCES.functions))
+
+    @KERAS_FORMS.register("pow")
+    def pow_loss(gamma):
+        def loss(y_true, y_pred):
+            return tf.reduce_mean(tf.abs(y_pred - y_true) ** gamma)
+        return loss
+
+    @REFERENCES.register("pow")
+    def ref_pow(y_true, y_pred, gamma):
+        return float(np.mean(np.abs(y_pred - y_true) ** gamma))
+
+    y_true, y_pred = make_pair((2, 32, 32, 1), LossName.MAE, seed=9)
+    for params in (None, {"gamma": 1.0}, {"gamma": 3.0}):
+        got = keras_value("pow", y_true, y_pred, params)
+        np.testing.assert_allclose(got, reference_loss("pow", y_true, y_pred, params), rtol=1e-4)
+    assert keras_value("pow", y_true, y_pred, {"gamma": 1.0}) == pytest.approx(
+        keras_value("mae", y_true, y_pred), rel=1e-5)

@@ -104,7 +104,7 @@ def run_session(s: Session, args) -> None:
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Compare restorations", area="right")
     REGISTRY.clear()
-    names = [f"{m.label} ({m.name})" for m in (REGISTRY.add(p) for p in args.models)]
+    names = [m.display_name for m in (REGISTRY.add(p) for p in args.models)]
     pump(0.5)
 
     picked = (widget.input_combo.currentText(), widget.gt_combo.currentText())

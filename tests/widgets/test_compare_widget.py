@@ -72,7 +72,9 @@ def run(widget, qtbot, methods: list[str]) -> None:
 
 
 def names(models) -> tuple[str, str]:
-    return tuple(f"{models[k].label} ({models[k].name})" for k in ("laplace", "fft"))
+    """The registry's display names of the two models (the compare dock's method names)."""
+    listed = {m.model_dir: m.display_name for m in REGISTRY.models()}
+    return tuple(listed[models[k].model_dir] for k in ("laplace", "fft"))
 
 
 @pytest.mark.slow
@@ -110,8 +112,8 @@ def test_restore_grid_overlays_table_csv_uncertainty(dock, registry, qtbot, tmp_
                     for n in (lap, fft, "TV")} for t in range(2)}
     expected_in = [score(low[t], high[t]) for t in range(2)]
     viewer.dims.set_current_step(0, 0)
-    lap_title = panel_title(MethodSpec.for_model(registry["laplace"].model_dir))
-    fft_title = panel_title(MethodSpec.for_model(registry["fft"].model_dir))
+    lap_title = panel_title(MethodSpec.for_model(registry["laplace"].model_dir, lap))
+    fft_title = panel_title(MethodSpec.for_model(registry["fft"].model_dir, fft))
     assert lap_title.startswith("Laplace ") and fft_title.startswith("FFT ")
     assert panel_text(viewer.layers[lap]) == f"{lap_title}\n{fmt(expected[0][lap])}"
     assert panel_text(viewer.layers["TV"]) == f"TV\n{fmt(expected[0]['TV'])}"
@@ -264,3 +266,5 @@ def test_load_a_bioimageio_package_in_the_dock(dock, registry, qtbot, tmp_path):
     (model,) = REGISTRY.models()
     assert model.loss.name.value == "fft" and model.model_dir != registry["fft"].model_dir
     assert any(s.model_dir == str(model.model_dir) for s in widget.checked_specs())
+    # the model it was exported from is the same model (same id): listed once
+    assert REGISTRY.add(registry["fft"].model_dir) is model and len(REGISTRY) == 1

@@ -135,7 +135,7 @@ def test_train_two_losses_then_reload(dock, qtbot, notes, tmp_path):
     models = REGISTRY.models()
     assert [m.loss.name.value for m in models] == ["bandpass", "mae"]
     titles = dock.models.titles()
-    assert titles[0].startswith("BP · ") and titles[1].startswith("MAE · ")
+    assert titles[0].startswith("BP ") and titles[1].startswith("MAE ")
     assert dock.plot.n_points() == 2 * 2 * 2  # losses × epochs × (train, val)
     assert dock.progress.value() == dock.progress.maximum() == 2 * 2 * 3
     assert dock.train_button.isEnabled() and not dock.stop_button.isEnabled()
@@ -150,9 +150,9 @@ def test_train_two_losses_then_reload(dock, qtbot, notes, tmp_path):
     model = dock.models.load_model_dir(folder)
     assert model is not None and REGISTRY.models() == [model]
     item = dock.models.list.item(0)
-    assert item.text().startswith("MAE · ") and dock.models.list.currentRow() == 0
+    assert item.text().startswith("MAE ") and dock.models.list.currentRow() == 0
     assert "MAE loss" in item.toolTip() and "patch 32 px" in item.toolTip()
-    restored = model.restore(load_sample(0, "train")[0][:1, :64, :64]).image
+    restored = load_model(model.model_dir).restore(load_sample(0, "train")[0][:1, :64, :64]).image
     assert restored.shape == (1, 64, 64) and np.isfinite(restored).all()
 
     assert dock.models.load_model_dir(tmp_path) is None  # not a model folder

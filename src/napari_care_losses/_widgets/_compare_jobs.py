@@ -85,8 +85,9 @@ def format_score(s: Score | None) -> str:
 
 def panel_title(spec: MethodSpec) -> str:
     """A short panel title that fits a narrow grid panel: the loss and the time the model
-    was trained (its folder's stamp), e.g. "Laplace 14:03:22"; a baseline's name."""
-    if spec.model_dir is None:
+    was trained (its folder's stamp), e.g. "Laplace 14:03:22"; a baseline's name, or a
+    model's registry display name (then its name and short title are the same)."""
+    if spec.model_dir is None or spec.short == spec.name:
         return spec.short
     match = _STAMP.search(spec.model_dir.rstrip("/"))
     if not match:

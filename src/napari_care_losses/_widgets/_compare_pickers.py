@@ -70,7 +70,7 @@ def method_specs() -> dict[str, MethodSpec]:
     specs = {}
     for model in REGISTRY.models():
         try:
-            spec = MethodSpec.for_model(model.model_dir)
+            spec = MethodSpec.for_model(model.model_dir, model.display_name)
         except (OSError, ValueError):  # deleted or damaged since it was added
             continue
         specs[spec.key] = spec

@@ -29,22 +29,9 @@ from superqt import QCollapsible
 
 from ..config.settings import BY_NAME, DEFAULT_PRESET, PRESETS, SETTINGS, Setting, defaults
 from ..config.train import TrainConfig
-from ..losses import DEFAULT_PARAMS, LOSS_LABELS, LOSS_PARAM_INFO, LossName, LossSpec
+from ..losses import LossName, LossSpec, loss_record, loss_records, param_users
+from ..losses import loss_params as all_loss_params
 
-#: Order of the loss check boxes (the study's main losses first).
-LOSS_ORDER = (LossName.LAPLACE, LossName.FFT, LossName.BANDPASS, LossName.FFT_BANDPASS,
-              LossName.MAE, LossName.MSE, LossName.SSIM, LossName.MSSSIM_L1)
-LOSS_TIPS = {
-    LossName.LAPLACE: "CARE's probabilistic loss (Laplace negative log-likelihood); also "
-                      "predicts a per-pixel uncertainty",
-    LossName.FFT: "L1 distance of the Fourier spectra",
-    LossName.BANDPASS: "L1 after a difference-of-Gaussians band-pass (σ1 < σ2)",
-    LossName.FFT_BANDPASS: "weighted sum of the FFT and band-pass losses",
-    LossName.MAE: "mean absolute error (L1)",
-    LossName.MSE: "mean squared error (L2)",
-    LossName.SSIM: "1 − SSIM",
-    LossName.MSSSIM_L1: "α·(1 − MS-SSIM) + (1 − α)·L1 (Zhao et al.)",
-}
 DEFAULT_OUTDIR = Path.home() / "napari-care-losses" / "models"
 #: Attribute names of the generated controls, where they differ from the setting's name.
 ATTRS = {"steps_per_epoch": "steps", "unet_n_depth": "unet_depth",
@@ -130,31 +117,11 @@ class TrainingForm(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        # ---- losses
-        self.loss_boxes: dict[LossName, QCheckBox] = {}
-        grid = QGridLayout()
-        grid.setContentsMargins(0, 0, 0, 0)
-        for i, name in enumerate(LOSS_ORDER):
-            box = QCheckBox(LOSS_LABELS[name])
-            box.setToolTip(LOSS_TIPS[name])
-            box.setChecked(name is LossName.LAPLACE)
-            self.loss_boxes[name] = box
-            grid.addWidget(box, i // 4, i % 4)
-        first = {k: v for p in DEFAULT_PARAMS.values() for k, v in reversed(p.items())}
-        self.param_boxes: dict[str, QDoubleSpinBox] = {}
-        for key, ((lo, hi), tip) in LOSS_PARAM_INFO.items():
-            step = 0.02 if hi <= 1 else 0.1
-            self.param_boxes[key] = box = _dspin(first[key], lo, hi, step, tip)
-            setattr(self, key, box)
-        params = QHBoxLayout()
-        params.setContentsMargins(0, 0, 0, 0)
-        for text, box in (("BP σ1", self.sigma1), ("σ2", self.sigma2), ("FFT+BP w", self.weight)):
-            params.addWidget(_label(text))
-            params.addWidget(box, 1)
+        # ---- losses: check boxes and parameter boxes generated from the loss records
         losses = QGroupBox("Losses (one model each, trained in turn)")
         lay = QVBoxLayout(losses)
-        lay.addLayout(grid)
-        lay.addLayout(params)
+        lay.addLayout(self._make_loss_boxes())
+        lay.addLayout(self._make_param_boxes())
         # ---- settings, generated from their records
         self.controls: dict[str, QWidget] = {}
         for s in SETTINGS:
@@ -210,7 +177,6 @@ class TrainingForm(QWidget):
         for s in SETTINGS:
             if s.expert:
                 ex.addRow(s.label, self.controls[s.name])
-        ex.addRow("MS-SSIM+L1 α", self.alpha)
         self.expert.addWidget(inner)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -219,18 +185,51 @@ class TrainingForm(QWidget):
         self._connect()
         self._sync_enabled()
 
+    def _make_loss_boxes(self) -> QGridLayout:
+        """One check box per loss record, four a row in panel order; the default loss
+        (TrainConfig's) is ticked."""
+        self.loss_boxes: dict[LossName, QCheckBox] = {}
+        default = TrainConfig().loss.name
+        grid = QGridLayout()
+        grid.setContentsMargins(0, 0, 0, 0)
+        for i, record in enumerate(loss_records()):
+            box = QCheckBox(record.short)
+            box.setToolTip(f"{record.label}: {record.tip}")
+            box.setChecked(record.name == default)
+            self.loss_boxes[LossName(record.name)] = box
+            grid.addWidget(box, i // 4, i % 4)
+        return grid
+
+    def _make_param_boxes(self) -> QGridLayout:
+        """One spin box per loss parameter (one per name: shared by the losses that take
+        it), two a row; also set as attributes (``sigma1``, ``alpha`` ...) where free."""
+        self.param_boxes: dict[str, QDoubleSpinBox] = {}
+        grid = QGridLayout()
+        grid.setContentsMargins(0, 0, 0, 0)
+        for i, p in enumerate(all_loss_params().values()):
+            users = ", ".join(r.short for r in param_users(p.name))
+            box = _dspin(p.default, p.lo, p.hi, p.spin_step, f"{p.tip} ({users})")
+            self.param_boxes[p.name] = box
+            if not hasattr(self, p.name):
+                setattr(self, p.name, box)
+            grid.addWidget(_label(p.label), i // 2, 2 * (i % 2))
+            grid.addWidget(box, i // 2, 2 * (i % 2) + 1)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        return grid
+
     # ------------------------------------------------------------------ values
 
     def selected_losses(self) -> list[LossName]:
         return [name for name, box in self.loss_boxes.items() if box.isChecked()]
 
     def set_losses(self, *names: str) -> None:
-        wanted = {LossName(n) for n in names}
+        wanted = {loss_record(n).name for n in names}
         for name, box in self.loss_boxes.items():
             box.setChecked(name in wanted)
 
     def loss_params(self, name: LossName) -> dict[str, float]:
-        return {k: self.param_boxes[k].value() for k in DEFAULT_PARAMS[LossName(name)]}
+        return {k: self.param_boxes[k].value() for k in loss_record(name).defaults}
 
     def output_dir(self) -> Path:
         return Path(self.outdir.text().strip() or DEFAULT_OUTDIR).expanduser()
@@ -280,7 +279,7 @@ class TrainingForm(QWidget):
     def _sync_enabled(self, *_args) -> None:
         chosen = set(self.selected_losses())
         for key, box in self.param_boxes.items():
-            box.setEnabled(any(key in DEFAULT_PARAMS[n] for n in chosen))
+            box.setEnabled(any(key in loss_record(n).defaults for n in chosen))
         self.changed.emit()
 
     def _browse(self) -> None:

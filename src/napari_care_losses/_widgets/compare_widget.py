@@ -275,11 +275,13 @@ class CompareWidget(QWidget):
             return None
         try:
             model = REGISTRY.add(path)
-            spec = MethodSpec.for_model(model.model_dir)
+            spec = MethodSpec.for_model(model.model_dir, model.display_name)
         except (OSError, ValueError) as exc:
             self._say(f"could not load model {path}: {exc}", error=True)
             return None
-        self._say(f"loaded {model.name}")
+        same = model.model_dir.resolve() != Path(path).resolve()
+        self._say(f"{Path(path).name} is the model listed as {model.display_name!r}" if same
+                  else f"loaded {model.display_name} ({model.name})")
         return spec
 
     def _load_model_dialog(self) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import shutil
+from functools import partial
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -22,66 +23,61 @@ from qtpy.QtWidgets import (
 )
 
 from ..models.folder import FINISHED
-from ..restore.predict import RestorationModel
-from .model_registry import REGISTRY
-
-_STAMP = re.compile(r"_(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})(?:_\d+)?$")
-
-
-def model_title(model: RestorationModel) -> str:
-    """'FFT · 11-25 14:03' from the folder's time stamp, plus how the run ended."""
-    match = _STAMP.search(model.name)
-    when = (f"{match[2]}-{match[3]} {match[4]}:{match[5]}:{match[6]}" if match
-            else model.name)
-    status, best = model.folder.status, model.folder.best_val_loss
-    extra = f" · val {best:.4g}" if best is not None else ""
-    if status in ("stopped", "training", "failed"):
-        extra += f" ({status})"
-    return f"{model.label} · {when}{extra}"
+from ..models.meta import Status
+from ..models.package_import import is_package
+from .model_registry import REGISTRY, ListedModel
 
 
-def model_tooltip(model: RestorationModel) -> str:
+def model_title(model: ListedModel) -> str:
+    """'FFT 14:03 · 11-25 · val 0.12' (the display name, the day), plus how the run ended."""
+    folder = model.folder
+    extra = f" · val {folder.best_val_loss:.4g}" if folder.best_val_loss is not None else ""
+    if folder.status != Status.FINISHED:
+        extra += f" ({folder.status})"
+    return f"{model.display_name} · {folder.created:%m-%d}{extra}"
+
+
+def model_tooltip(model: ListedModel) -> str:
     """Loss, settings and data of a model, one per line."""
     cfg = model.config
     params = ", ".join(f"{k}={v:g}" for k, v in cfg.loss.params.items())
-    epochs = len(model.folder.history.get("loss", [])) or "?"
+    epochs = model.folder.epochs_done or "?"
     data = model.folder.data_info
     lines = [
         f"{model.label} loss" + (f" ({params})" if params else ""),
         f"folder: {model.model_dir}",
-        f"status: {model.folder.status or '?'}, epochs done: {epochs}/{cfg.epochs}",
+        f"trained {model.folder.created:%Y-%m-%d %H:%M:%S}, model id {model.model_id}",
+        f"status: {model.folder.status}, epochs done: {epochs}/{cfg.epochs}",
         f"patch {cfg.patch_size} px × {cfg.patches_per_image}/frame, batch {cfg.batch_size}, "
         f"lr {cfg.learning_rate:g}, {cfg.steps_per_epoch} steps/epoch, seed {cfg.seed}",
         f"U-Net depth {cfg.unet_n_depth}, {cfg.unet_n_first} first filters, "
         f"kernel {cfg.unet_kern_size}",
     ]
-    if "low" in data:
-        lines.append(f"data: {data['low']} → {data.get('high', '?')}")
-    if "n_train" in data:
-        lines.append(f"patches: {data['n_train']} train, {data.get('n_val', '?')} validation")
+    if data.low is not None:
+        lines.append(f"data: {data.low} → {data.high or '?'}")
+    if data.n_train is not None:
+        lines.append(f"patches: {data.n_train} train, {data.n_val or '?'} validation")
     return "\n".join(lines)
 
 
-#: Files that stand for a model: a model folder's metadata, or a bioimage.io package.
-MODEL_FILES = "Model (care_losses.json config.json rdf.yaml *.zip)"
+#: Files that stand for a model: a model folder's record, or a bioimage.io package.
+MODEL_FILES = "Model (*.json rdf.yaml *.zip)"
 
 
 def ask_model_path(parent: QWidget) -> str | None:
     """Ask for a model: a file inside a model folder (its folder is the model) or a
     bioimage.io package (``.zip``) exported by this plugin."""
-    path, _ = QFileDialog.getOpenFileName(parent, "Load a model: a model folder's "
-                                          "care_losses.json, or a bioimage.io .zip", "",
-                                          MODEL_FILES)
+    path, _ = QFileDialog.getOpenFileName(parent, "Load a model: a file in a model folder, "
+                                          "or a bioimage.io .zip", "", MODEL_FILES)
     if not path:
         return None
     return path if path.lower().endswith(".zip") else str(Path(path).parent)
 
 
-def is_package(path: str | Path) -> bool:
-    """A bioimage.io package (``.zip`` or unpacked folder), not a model folder."""
-    p = Path(path)
-    return p.suffix.lower() == ".zip" or ((p / "rdf.yaml").is_file()
-                                          and not (p / "care_losses.json").is_file())
+def _close_process(owned: dict, *_) -> None:
+    """The widget is gone: end its export/unpack process (no reference to the widget)."""
+    if owned.get("process") is not None:
+        owned["process"].close()
 
 
 def unpack_package(process, path: str | Path, on_folder, on_error):
@@ -122,13 +118,18 @@ class ModelList(QGroupBox):
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("write a bioimage.io model package (.zip) that other "
                                       "tools can run; checked with bioimage.io's own test")
-        self._process = None  # a RestoreProcess, started on the first export
+        self._owned: dict = {"process": None}  # a RestoreProcess, started on the first export
         self._export_worker = None
+        self.problems = QLabel()  # damaged model folders the registry skipped, one line
+        self.problems.setStyleSheet("color: #e0a030")
+        self.problems.setWordWrap(False)
+        self.problems.hide()
         buttons = QHBoxLayout()
         for b in (self.load_button, self.open_button, self.copy_button, self.export_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)
+        layout.addWidget(self.problems)
         layout.addLayout(buttons)
         self.load_button.clicked.connect(self._load_dialog)
         self.open_button.clicked.connect(self._open_folder)
@@ -136,12 +137,8 @@ class ModelList(QGroupBox):
         self.export_button.clicked.connect(self._export_dialog)
         self.list.itemSelectionChanged.connect(self._sync_buttons)
         REGISTRY.changed.connect(self.refresh)
+        self.destroyed.connect(partial(_close_process, self._owned))
         self.refresh()
-
-    def teardown(self) -> None:
-        REGISTRY.changed.disconnect(self.refresh)
-        if self._process is not None:
-            self._process.close()
 
     def refresh(self) -> None:
         """Mirror the registry, keeping the selection."""
@@ -158,7 +155,19 @@ class ModelList(QGroupBox):
             self.list.addItem(item)
         if keep is not None:
             self.select(keep.model_dir)
+        self._show_problems(REGISTRY.problems)
         self._sync_buttons()
+
+    def _show_problems(self, problems: list[str]) -> None:
+        """One line for the damaged model folders skipped (all of them in the tooltip)."""
+        if not problems:
+            self.problems.hide()
+            return
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        line = f"skipped a damaged model folder{more}: {problems[0]}"
+        self.problems.setText(line if len(line) <= 110 else line[:109] + "…")
+        self.problems.setToolTip("\n".join(problems))
+        self.problems.show()
 
     def titles(self) -> list[str]:
         return [self.list.item(i).text() for i in range(self.list.count())]
@@ -170,30 +179,38 @@ class ModelList(QGroupBox):
                 self.list.setCurrentRow(i)
                 return
 
-    def selected(self) -> RestorationModel | None:
+    def selected(self) -> ListedModel | None:
         items = self.list.selectedItems()
         if not items:
             return None
         key = Path(items[0].data(Qt.UserRole))
         return next((m for m in REGISTRY.models() if m.model_dir.resolve() == key), None)
 
-    def load_model_dir(self, path: str | Path) -> RestorationModel | None:
+    def load_model_dir(self, path: str | Path, source: Path | None = None
+                       ) -> ListedModel | None:
         """Add the model folder at ``path`` to the registry (errors become notifications);
-        a bioimage.io package is unpacked first, in the background (returns None then)."""
+        a bioimage.io package is unpacked first, in the background (returns None then; its
+        folder comes back with ``source``, the package)."""
         path = Path(path)
         if is_package(path):
             show_info(f"Unpacking {path.name} …")
-            self._unpack = unpack_package(self._restore_process(), path, self.load_model_dir,
+            self._unpack = unpack_package(self._restore_process(), path,
+                                          partial(self._load_unpacked, path),
                                           lambda e: show_error(f"Could not load {path}: {e}"))
             return None
         try:
-            model = RestorationModel(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            model = REGISTRY.add(path)
+        except (OSError, ValueError) as exc:
             show_error(f"Could not load a model from {path}: {exc}")
             return None
-        model = REGISTRY.add(model)
+        if model.model_dir.resolve() != path.resolve():  # a copy, or a package of it
+            show_info(f"{(source or path).name} is the model listed as "
+                      f"{model.display_name!r} ({model.model_dir})")
         self.select(model.model_dir)
         return model
+
+    def _load_unpacked(self, package: Path, folder: str | Path) -> None:
+        self.load_model_dir(folder, source=package)
 
     def _sync_buttons(self) -> None:
         has = bool(self.list.selectedItems())
@@ -212,11 +229,11 @@ class ModelList(QGroupBox):
 
     def _restore_process(self):
         """The child process for exports and package imports (started when first needed)."""
-        if self._process is None:
+        if self._owned["process"] is None:
             from ..workers.restore_child import RestoreProcess
 
-            self._process = RestoreProcess()
-        return self._process
+            self._owned["process"] = RestoreProcess()
+        return self._owned["process"]
 
     def _export_dialog(self) -> None:
         model = self.selected()
@@ -227,7 +244,7 @@ class ModelList(QGroupBox):
         if path:
             self.export_model(model, path)
 
-    def export_model(self, model: RestorationModel, path: str | Path):
+    def export_model(self, model: ListedModel, path: str | Path):
         """Export in the restore child process (TensorFlow never loads in napari's); the
         result is a notification. Returns the worker."""
         from napari.qt.threading import create_worker
@@ -265,7 +282,7 @@ class ModelList(QGroupBox):
         if dest:
             self.copy_model(model, dest)
 
-    def copy_model(self, model: RestorationModel, dest: str | Path) -> Path | None:
+    def copy_model(self, model: ListedModel, dest: str | Path) -> Path | None:
         """Copy the model folder into ``dest``; returns the new folder."""
         target = Path(dest) / model.name
         try:

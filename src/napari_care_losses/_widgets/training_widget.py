@@ -29,7 +29,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..restore.predict import RestorationModel
 from ..training.jobs import JobEvent, Preparing, PreviewReady
 from ..training.trainer import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag
 from ..workers.training_child import run_jobs_in_process
@@ -315,7 +314,7 @@ class TrainingWidget(QWidget):
             else:
                 self.status_label.setText(self._preview.show(ev, item.label))
         elif isinstance(ev, Finished):
-            model = REGISTRY.add(RestorationModel(ev.model_dir))
+            model = REGISTRY.add(ev.model_dir)
             self.models.select(model.model_dir)
             how = f"stopped after {ev.epochs_done} epochs" if ev.stopped else "finished"
             self.status_label.setText(f"{name} {how}; best validation loss "

@@ -1,8 +1,9 @@
 """One record per training setting: default, bounds or choices, help text, CLI flag and dock
 label. :class:`~napari_care_losses.config.train.TrainConfig` validates with these records, the CLI
 ``train`` flags (:func:`add_train_arguments`) and the training dock's controls are generated
-from them, and experiment files are checked against them. Loss parameters come from the loss
-registry (:data:`napari_care_losses.losses.DEFAULT_PARAMS`, :data:`LOSS_PARAM_INFO`).
+from them, and experiment files are checked against them. Loss parameters are not settings: they
+come from the loss records (:mod:`napari_care_losses.losses.records`), one flag per parameter
+name (``--sigma1`` applies to every chosen loss that takes ``sigma1``).
 
 TensorFlow-free (imported by napari and the CLI before any training starts).
 """
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..losses import DEFAULT_PARAMS, LOSS_PARAM_INFO, LossSpec
+from ..losses import LossSpec, loss_params, loss_record, param_users
 
 #: Numeric precisions of training and prediction (see :func:`resolve_precision`).
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -168,9 +169,9 @@ def settings_table() -> str:
 
 # ----------------------------------------------------------------------------- CLI
 
-#: Loss parameters shared by all losses that have them (``--sigma1`` etc.).
-LOSS_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(k for p in DEFAULT_PARAMS.values()
-                                                   for k in p))
+#: Loss parameters shared by all losses that have them (``--sigma1`` etc.), at import
+#: (:func:`napari_care_losses.losses.loss_params` is always current).
+LOSS_PARAMS: tuple[str, ...] = tuple(loss_params())
 
 
 def _number(kind: type):
@@ -204,22 +205,27 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             kw["type"] = _number(s.type)
             kw["metavar"] = "N" if s.type is int else "X"
         parser.add_argument(s.flag, **kw)
-    for k, (_, text) in LOSS_PARAM_INFO.items():
-        parser.add_argument(f"--{k}", type=float, default=None, help=f"loss parameter: {text}")
+    for p in loss_params().values():
+        users = ", ".join(r.name for r in param_users(p.name))
+        parser.add_argument(f"--{p.name}", type=float, default=None, metavar="X",
+                            help=f"loss parameter of {users}: {p.tip.replace('%', '%%')} "
+                                 f"(default: {p.default:g}, {p.lo:g} to {p.hi:g})")
 
 
-def loss_specs(args: argparse.Namespace, patch_size: int) -> list[LossSpec]:
-    """One :class:`LossSpec` per ``--loss`` with the loss-parameter flags that apply to it."""
+def loss_specs(args: argparse.Namespace, patch_size: int, note: bool = True) -> list[LossSpec]:
+    """One :class:`LossSpec` per ``--loss`` with the loss-parameter flags that apply to it;
+    ``note``: say which given flags apply to none of them."""
     names = getattr(args, "loss", None) or ["laplace"]
-    given = {k: getattr(args, k) for k in LOSS_PARAMS if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in loss_params() if getattr(args, k, None) is not None}
     specs = []
     for name in names:
-        spec = LossSpec.create(name, patch_size=patch_size)
-        params = {k: v for k, v in given.items() if k in DEFAULT_PARAMS[spec.name]}
-        specs.append(LossSpec.create(spec.name, params, patch_size))
-    unused = [k for k in given if not any(k in DEFAULT_PARAMS[s.name] for s in specs)]
-    if unused:
-        print(f"note: {', '.join('--' + k for k in unused)} apply to none of the chosen "
+        takes = loss_record(name).defaults
+        params = {k: v for k, v in given.items() if k in takes}
+        specs.append(LossSpec.create(name, params, patch_size))
+    unused = [k for k in given if not any(k in s.params for s in specs)]
+    if unused and note:
+        verb = "applies" if len(unused) == 1 else "apply"
+        print(f"note: {', '.join('--' + k for k in unused)} {verb} to none of the chosen "
               "losses; ignored")
     return specs
 

@@ -99,5 +99,5 @@ def config_from_args(args) -> TrainConfig:
     values = defaults(getattr(args, "preset", None) or DEFAULT_PRESET)
     values.update({s.name: getattr(args, s.name) for s in SETTINGS
                    if getattr(args, s.name, None) is not None})
-    specs = loss_specs(args, values["patch_size"])
+    specs = loss_specs(args, values["patch_size"], note=False)  # the CLI notes once
     return TrainConfig(loss=specs[0], **values)

@@ -104,10 +104,10 @@ class ScoreJob:
 
 def model_run_id(model_dir: Path) -> str | None:
     """The id of the training run that wrote a model folder (None if there is none)."""
-    from ..models.folder import read_meta
+    from ..models.folder import ModelFolder
 
     try:
-        return read_meta(model_dir).get("data", {}).get("run_id")
+        return ModelFolder.open(model_dir).data_info.run_id
     except (OSError, ValueError):
         return None
 
@@ -165,6 +165,7 @@ def run_train_job(job: TrainJob) -> dict[str, Any]:
     """Train one model into its folder (unless already finished); return a job record."""
     from ..config.train import TrainConfig
     from ..io.data import make_patches
+    from ..models.meta import DataInfo
     from ..training.trainer import run_training
 
     if job.done():
@@ -177,7 +178,7 @@ def run_train_job(job: TrainJob) -> dict[str, Any]:
     low, high = job.train.paths()
     patches = make_patches(low, high, cfg.patch_size, cfg.patches_per_image, cfg.val_fraction,
                            seed=cfg.seed)
-    info = {"low": str(low), "high": str(high), "job": job.key, "run_id": uuid.uuid4().hex}
+    info = DataInfo(low=str(low), high=str(high), job=job.key, run_id=uuid.uuid4().hex)
     done = run_training(patches, cfg, job.path.parent, model_dir=job.path, data_info=info,
                         on_event=partial(_print_epoch, job.title))
     return {"job": job.key, "type": "train", "status": "ran", "title": job.title,
@@ -195,7 +196,7 @@ def _method(job: ScoreJob):
         folder = ModelFolder.open(Path(job.outdir) / job.model_dir)
         return MethodSpec.for_model(folder.path), None, {
             "model_dir": job.model_dir, "model_key": job.model_key,
-            "model_run": folder.data_info.get("run_id")}
+            "model_run": folder.data_info.run_id}
     calibration = None
     if job.factor is None:
         calibration = Calibration.first_frames(*job.calibration.paths(),

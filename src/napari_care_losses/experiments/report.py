@@ -31,17 +31,22 @@ def _versions() -> dict[str, str]:
 
 
 def _load_models(outdir: Path, models: list[dict]) -> list[dict]:
-    from ..models.folder import read_meta
+    """The plan's model rows with what each model folder records (status ``missing`` for a
+    folder that is not there, ``damaged`` for one whose record does not check)."""
+    from ..models.folder import ModelFolder
 
     out = []
     for m in models:
+        path = outdir / m["model_dir"]
         try:
-            meta = read_meta(outdir / m["model_dir"])
-        except (FileNotFoundError, ValueError):
-            meta = {}
-        out.append({**m, "status": meta.get("status", "missing"),
-                    "history": meta.get("history", {}),
-                    "best_val_loss": meta.get("best_val_loss", math.nan)})
+            folder = ModelFolder.open(path)
+        except (OSError, ValueError):
+            out.append({**m, "status": "damaged" if path.exists() else "missing",
+                        "history": {}, "best_val_loss": math.nan})
+            continue
+        best = folder.best_val_loss
+        out.append({**m, "status": folder.status.value, "history": folder.history,
+                    "best_val_loss": math.nan if best is None else best})
     return out
 
 

@@ -16,24 +16,31 @@ deterministic column, i.e. ``Input`` and the baselines, which are scored once):
     side's seed means against it. Δ ± its standard error; the verdict (better / worse /
     no difference) comes from (b) alone; a trained side with fewer than 2 seeds gives
     ``needs ≥ 2 seeds``.
+
+The statistics are ``restore.verdicts.compare_runs`` and ``seed_test`` (re-exported here),
+the same the docks and ``evaluate`` use for their grouped verdicts; this module reads the
+runner's results and writes its tables.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..restore.verdicts import NEEDS_SEEDS, NO_DIFFERENCE, compare_runs, seed_test
+from ..restore.verdicts import seed_sd as _sd
 from . import tables as tab
 from .jobs import atomic_write_text, read_scores
 
+__all__ = ["ALPHA", "MARKS", "NEEDS_SEEDS", "NO_DIFFERENCE", "VERDICT_HEADER", "SeedScores",
+           "case_groups", "compare", "load_seed_scores", "report_section",
+           "seed_means_markdown", "seed_test", "summary_markdown", "verdict_markdown",
+           "verdict_rows"]
 ALPHA = tab.ALPHA
-NEEDS_SEEDS = "needs ≥ 2 seeds"
-NO_DIFFERENCE = "no difference"
 SeedScores = Mapping[str, Mapping[int | None, Mapping[str, Sequence[float]]]]
 MARKS = {"better": "▲", "worse": "▼", "n.s.": "·", NO_DIFFERENCE: "·", NEEDS_SEEDS: "?",
          "n/a": "–"}
@@ -69,45 +76,6 @@ def load_seed_scores(outdir: str | Path, cases: Sequence[Mapping[str, Any]]
     return out
 
 
-def _sd(x: np.ndarray) -> float:
-    return float(np.std(x, ddof=1)) if len(x) >= 2 else math.nan
-
-
-def seed_test(a: Sequence[float], b: Sequence[float], a_fixed: bool = False,
-              b_fixed: bool = False, alpha: float = ALPHA) -> dict[str, Any]:
-    """(b): per-model means ``a`` (column) against ``b`` (reference).
-
-    ``*_fixed``: that side is deterministic (one value, no model-to-model variation).
-    Returns ``diff`` (mean a − mean b), ``se``, ``t``, ``p`` and ``result``.
-    """
-    from scipy.stats import ttest_1samp, ttest_ind
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(np.mean(a) - np.mean(b)) if len(a) and len(b) else math.nan
-    out = {"diff": diff, "se": math.nan, "t": math.nan, "p": math.nan, "result": "n/a"}
-    if not (len(a) and len(b)) or (a_fixed and b_fixed):
-        return out
-    if (not a_fixed and len(a) < 2) or (not b_fixed and len(b) < 2):
-        return {**out, "result": NEEDS_SEEDS}
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if a_fixed:  # diff = a - mean(b): test b's mean against the fixed value
-            res, se = ttest_1samp(b, a[0]), _sd(b) / math.sqrt(len(b))
-            t = -float(res.statistic)
-        elif b_fixed:
-            res, se = ttest_1samp(a, b[0]), _sd(a) / math.sqrt(len(a))
-            t = float(res.statistic)
-        else:
-            res = ttest_ind(a, b, equal_var=False)
-            se, t = math.sqrt(_sd(a) ** 2 / len(a) + _sd(b) ** 2 / len(b)), float(res.statistic)
-    p = float(res.pvalue)
-    if math.isnan(p) or not se > 0:  # no model-to-model spread seen: nothing to test against
-        return {**out, "se": se}
-    result = tab.verdict(diff, p, alpha)
-    return {"diff": diff, "se": se, "t": t, "p": p,
-            "result": NO_DIFFERENCE if result == "n.s." else result}
-
-
 def compare(scores: SeedScores, reference: str, alpha: float = ALPHA) -> list[dict[str, Any]]:
     """Every column against ``reference``, (a) per image and (b) across seeds (module doc).
 
@@ -117,8 +85,6 @@ def compare(scores: SeedScores, reference: str, alpha: float = ALPHA) -> list[di
     ``M_seed_result`` (better/worse/no difference/needs ≥ 2 seeds/n/a), ``M_sd`` (the
     column's model-to-model SD) and ``M_ref_sd`` (the reference's).
     """
-    from scipy.stats import ttest_rel
-
     if reference not in scores or not scores[reference]:
         return []
     ref = scores[reference]
@@ -134,21 +100,8 @@ def compare(scores: SeedScores, reference: str, alpha: float = ALPHA) -> list[di
         for m in tab.METRICS:
             a = np.array([r[m][:n] for r in runs.values()], float).reshape(len(runs), n)
             b = np.array([r[m][:n] for r in ref.values()], float).reshape(len(ref), n)
-            a_img, b_img = a.mean(axis=0), b.mean(axis=0)
-            t = p = math.nan
-            if n >= 2 and np.any(a_img != b_img):
-                res = ttest_rel(a_img, b_img)
-                t, p = float(res.statistic), float(res.pvalue)
-            s = seed_test(a.mean(axis=1), b.mean(axis=1), a_fixed, b_fixed, alpha)
-            row.update({
-                f"{m}_diff": float(np.mean(a_img - b_img)) if n else math.nan,
-                f"{m}_image_t": t, f"{m}_image_p": p,
-                f"{m}_image_result": tab.verdict(float(np.mean(a_img - b_img)), p, alpha)
-                if n else "n/a",
-                f"{m}_se": s["se"], f"{m}_seed_t": s["t"], f"{m}_seed_p": s["p"],
-                f"{m}_seed_result": s["result"],
-                f"{m}_sd": 0.0 if a_fixed else _sd(a.mean(axis=1)),
-                f"{m}_ref_sd": 0.0 if b_fixed else _sd(b.mean(axis=1))})
+            row.update({f"{m}_{k}": v for k, v in
+                        compare_runs(a, b, a_fixed, b_fixed, alpha).items()})
         out.append(row)
     return out
 

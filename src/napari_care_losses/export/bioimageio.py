@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -26,15 +27,24 @@ from typing import Any
 
 import numpy as np
 
-from ..models.folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder
+from ..io.tiff import atomic_path
+from ..models.folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder, write_meta
+from ..models.meta import ModelMeta
 from ..models.package_import import summary_errors
-from .docs import CARE_CITE, LOSS_CITES, cover_image, documentation
+from .docs import (
+    CARE_CITE,
+    LOSS_CITES,
+    PLACEHOLDER_AUTHOR,
+    cover_image,
+    documentation,
+    file_names,
+)
 
 #: Marker in the package's ``config`` that says the package is ours.
 MARKER = "napari-care-losses"
 WEIGHTS_FILE = "weights.keras"
-DEFAULT_AUTHOR = "napari-care-losses user"
-LICENSES = ("BSD-3-Clause", "CC-BY-4.0", "MIT", "Apache-2.0", "CC0-1.0")
+#: the author when none is given (``--author``); the package's README says it is a placeholder
+DEFAULT_AUTHOR = PLACEHOLDER_AUTHOR
 CROP = 256  # test tensor side (pixels), at most
 
 
@@ -52,6 +62,9 @@ class ExportResult:
 def _need_bioimageio() -> None:
     # bioimageio.core's Keras backend defaults to torch; our networks are TensorFlow
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from .._tf import ensure_tensorflow
+
+    ensure_tensorflow()  # first, and quietly: bioimageio.core may import it otherwise
     try:
         import bioimageio.core  # noqa: F401
         import bioimageio.spec  # noqa: F401
@@ -113,8 +126,7 @@ def test_crop(folder: ModelFolder) -> tuple[np.ndarray, np.ndarray | None, str]:
     from ..io.data import as_stack
 
     step = 2 ** folder.config.unet_n_depth
-    info = folder.data_info
-    low_file, high_file = info.get("low"), info.get("high")
+    low_file, high_file = folder.data_info.low, folder.data_info.high
     low = high = None
     if isinstance(low_file, str) and Path(low_file).is_file():
         try:
@@ -165,7 +177,7 @@ def export_package(model_dir: str | Path, output: str | Path, *, force: bool = F
     bioimageio.core's own model test passed on it."""
     folder = ModelFolder.open(model_dir)
     if folder.status != FINISHED and not force:
-        raise ExportError(f"model folder {folder.path}: status is {folder.status!r}, not "
+        raise ExportError(f"model folder {folder.path}: status is '{folder.status}', not "
                           f"'finished'; use --force to export it anyway")
     folder.require_usable()
     output = Path(output)
@@ -209,9 +221,11 @@ def _build(folder: ModelFolder, tmp: Path, output: Path, *, authors, license, na
     for key, arr in outs.items():
         np.save(tmp / f"test_{key}.npy", arr.astype(np.float32)[None, ..., None])
     cover_image(tmp / "cover.png", low, restored, high, f"{cfg.loss.label}: {folder.name}")
-    for f in (META_FILE, CSBDEEP_CONFIG):
-        shutil.copy(folder.path / f, tmp / f)
-    (tmp / "README.md").write_text(documentation(folder, test_source, prob))
+    meta_file, config_file = folder.record_files
+    shutil.copy(config_file, tmp / config_file.name)
+    record = ModelMeta.from_json(json.loads(meta_file.read_text()))
+    write_meta(tmp, record.but(data=file_names(record.data)))  # names, not folders
+    (tmp / "README.md").write_text(documentation(folder, test_source, prob, authors))
 
     content = _rdf(folder, tmp, list(outs), authors=authors, license=license, name=name,
                    description=description, test_source=test_source,
@@ -231,10 +245,16 @@ def _build(folder: ModelFolder, tmp: Path, output: Path, *, authors, license, na
         summary = test_model(staged)
     if summary.status != "passed":
         raise ExportError(f"bioimage.io model test failed: {summary_errors(summary)}")
-    tmp_out = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    shutil.copyfile(staged, tmp_out)
-    os.replace(tmp_out, output)
+    publish(staged, output)
     return ExportResult(output, summary, test_source)
+
+
+def publish(staged: Path, output: Path) -> None:
+    """Copy the finished package to ``output`` through a hidden temporary file that is
+    renamed, or removed on any failure (a full disk, a signal): never a partial package,
+    never a temporary file left behind."""
+    with atomic_path(output) as tmp_out:
+        shutil.copyfile(staged, tmp_out)
 
 
 def _file(tmp: Path, name: str) -> dict:
@@ -299,7 +319,8 @@ def _rdf(folder: ModelFolder, tmp: Path, out_ids: list[str], *, authors, license
                 {"relative_tolerance": 1e-3, "absolute_tolerance": 1e-3}],
                 "architecture_type": "2D U-Net (CARE)", "task": "denoising",
                 "modality": "fluorescence microscopy"},
-            MARKER: {"format": 1, "model_name": folder.name, "meta_file": META_FILE,
+            MARKER: {"format": 1, "model_name": folder.name, "model_id": folder.model_id,
+                     "meta_file": META_FILE,
                      "csbdeep_config": CSBDEEP_CONFIG, "weights": WEIGHTS_FILE,
                      "loss": cfg.loss.to_dict(), "probabilistic": cfg.loss.probabilistic,
                      "norm_pmin": cfg.norm_pmin, "norm_pmax": cfg.norm_pmax,
@@ -316,7 +337,8 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="export a model whose training did not finish (e.g. stopped)")
     p.add_argument("--author", action="append", default=None,
-                   help=f"author name (repeatable; default: {DEFAULT_AUTHOR!r})")
+                   help="author name (repeatable); without it the package names the "
+                        f"placeholder {DEFAULT_AUTHOR!r} and its README says so")
     p.add_argument("--license", default="BSD-3-Clause",
                    help="SPDX licence id (default BSD-3-Clause; e.g. CC-BY-4.0)")
     p.add_argument("--name", default=None, help="package name (default: from the model)")
@@ -327,6 +349,9 @@ def add_parser(sub) -> None:
 def cmd_export(args) -> int:
     result = export_package(args.model, args.output, force=args.force, authors=args.author,
                             license=args.license, name=args.name, description=args.description)
+    if not args.author:
+        print(f"note: no --author given; the package names the placeholder author "
+              f"{DEFAULT_AUTHOR!r} (its README says so)")
     print(f"bioimage.io model test: {result.summary.status}")
     print(f"Wrote {result.path} (test tensors: {result.test_source})")
     return 0

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
 from ..models.folder import ModelFolder
+from ..models.meta import DataInfo
 
 CARE_CITE = ("Weigert et al., Content-aware image restoration: pushing the limits of "
              "fluorescence microscopy, Nature Methods 2018", "10.1038/s41592-018-0216-7")
@@ -18,6 +19,22 @@ LOSS_CITES = {
     "msssim_l1": ("Zhao et al., Loss functions for image restoration with neural networks, "
                   "IEEE TCI 2017", "10.1109/TCI.2016.2644865"),
 }
+
+
+#: the author of a package exported without one (the README says it is a placeholder)
+PLACEHOLDER_AUTHOR = "unknown (placeholder)"
+
+
+def file_names(data: DataInfo) -> DataInfo:
+    """The training data's record with file names only: a path (``/home/me/low.tif``)
+    becomes its name; anything else is kept."""
+    def name(value):
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            return PureWindowsPath(value).name  # both separators
+        return value
+
+    return data.but(low=name(data.low), high=name(data.high),
+                    extra={k: name(v) for k, v in data.extra.items()})
 
 
 def cover_image(path: Path, low, restored, high, title: str) -> None:
@@ -41,11 +58,11 @@ def cover_image(path: Path, low, restored, high, title: str) -> None:
     fig.savefig(path)
 
 
-def documentation(folder: ModelFolder, test_source: str, probabilistic: bool) -> str:
+def documentation(folder: ModelFolder, test_source: str, probabilistic: bool,
+                  authors: list[str] | None = None) -> str:
     """The package's README.md: inputs/outputs, training settings and data, validation
     history, software versions and citations."""
     cfg = folder.config
-    meta = folder.meta
     settings = cfg.to_dict()
     loss = settings.pop("loss")
     lines = [f"# {folder.name}: CARE trained with the `{cfg.loss.name.value}` loss", "",
@@ -70,14 +87,14 @@ def documentation(folder: ModelFolder, test_source: str, probabilistic: bool) ->
     lines += ["## Training", "", f"* Loss: `{cfg.loss.name.value}` ({cfg.loss.label}), "
               f"parameters {loss.get('params') or {}}"]
     lines += [f"* `{k}`: {v}" for k, v in settings.items()]
-    data = meta.get("data") or {}
     lines += ["", "## Training data", ""]
-    lines += [f"* {k}: {v}" for k, v in data.items()] or ["* not recorded"]
+    lines += [f"* {k}: {v}" for k, v in file_names(folder.data_info).items()] or [
+        "* not recorded"]
     lines += [f"* Test tensors: {test_source}."]
     hist = folder.history
     lines += ["", "## Validation", ""]
-    if "best_val_loss" in meta:
-        lines.append(f"* Best validation loss: {meta['best_val_loss']:.6g}")
+    if folder.best_val_loss is not None:
+        lines.append(f"* Best validation loss: {folder.best_val_loss:.6g}")
     if hist:
         keys = list(hist)
         lines += ["", "| epoch | " + " | ".join(keys) + " |",
@@ -85,9 +102,16 @@ def documentation(folder: ModelFolder, test_source: str, probabilistic: bool) ->
         for e in range(max(len(v) for v in hist.values())):
             row = [f"{hist[k][e]:.5g}" if e < len(hist[k]) else "" for k in keys]
             lines.append(f"| {e + 1} | " + " | ".join(row) + " |")
-    versions = meta.get("versions") or {}
+    versions = folder.versions
     if versions:
         lines += ["", "## Software", ""] + [f"* {k} {v}" for k, v in versions.items()]
+    lines += ["", "## Authors", ""]
+    if not authors or authors == [PLACEHOLDER_AUTHOR]:
+        lines.append(f"* No author was given at export: \"{PLACEHOLDER_AUTHOR}\" in rdf.yaml "
+                     "is a placeholder, not a person (napari-care-losses export --author "
+                     "NAME names one).")
+    else:
+        lines += [f"* {a}" for a in authors]
     lines += ["", "## Citations", "", f"* CARE: {CARE_CITE[0]}, doi:{CARE_CITE[1]}"]
     cite = LOSS_CITES.get(cfg.loss.name.value)
     if cite and cite != CARE_CITE:

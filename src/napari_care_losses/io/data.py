@@ -6,6 +6,7 @@ memory whole: only the training patches that were asked for do.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -190,6 +191,26 @@ def _training_frame(stack: FrameStack, i: int) -> np.ndarray:
     if lo < 0:
         img -= np.float32(lo)
     return img
+
+
+def restore_checked(restore: Callable[[np.ndarray], tuple], img: np.ndarray, name: str,
+                    i: int) -> tuple:
+    """``restore(img)`` (a tuple of arrays or None) for frame ``i`` of ``name``.
+
+    A constant frame has no percentile range: a method that normalises by it returns NaN.
+    Such a frame is restored without numpy's warnings, and a result that is not finite is
+    refused as what it is, a constant input (not a failing method); a finite one is kept.
+    """
+    lo, hi = np.min(img), np.max(img)
+    if lo != hi:
+        return restore(img)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = restore(img)
+    if not all(a is None or np.all(np.isfinite(a)) for a in out):
+        raise DataError(f"{name}: frame {i} is constant (all values {lo}); it has no "
+                        "intensity range to normalise, so nothing can be restored")
+    return out
 
 
 @dataclass

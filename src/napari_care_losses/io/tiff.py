@@ -177,6 +177,9 @@ def _declared_elements(tif: tifffile.TiffFile, series) -> int | None:
 
 def _check_whole(path: Path, tif, series, n_pages: int, damage: str | None) -> None:
     hint = "the file is truncated or damaged; copy or export it again"
+    if series.size == 0 or 0 in tuple(series.shape):  # written empty: not damaged
+        shape = "x".join(map(str, series.shape)) or "none"
+        raise DataError(f"{path}: an empty image (shape {shape}, no pixels); nothing to read")
     declared = _declared_elements(tif, series)
     size = series.size
     if declared is not None and size < declared:

@@ -1,150 +1,125 @@
-"""Registry of the training losses compared by the study.
+"""The training losses compared by the study: one record each (:mod:`.records`).
 
-This module is TensorFlow-free so that widgets and config files can list losses and
-validate their parameters without importing Keras. The Keras implementations live in
+TensorFlow-free, so that widgets and config files can list losses and validate their
+parameters without importing Keras. The Keras forms live in
 :mod:`napari_care_losses.losses.keras_losses`, the NumPy references in
-:mod:`napari_care_losses.losses.reference`.
+:mod:`napari_care_losses.losses.reference`; both are found from the record's name.
+Everything below is derived from the records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .grid import DIMS, Grid
+from .kernels import (
+    GAUSS_TRUNCATE,
+    MSSSIM_DEFAULT_SCALES,
+    MSSSIM_WEIGHTS,
+    SSIM_WINDOW,
+    gaussian_radius,
+    msssim_scales,
+)
+from .records import (
+    LOSSES,
+    LossParam,
+    LossRecord,
+    loss_params,
+    loss_record,
+    loss_records,
+    param_users,
+    register,
+)
 
-class LossName(StrEnum):
-    """Names of the registered losses (the keys used in configs, CLI and GUI)."""
-
-    LAPLACE = "laplace"
-    MAE = "mae"
-    MSE = "mse"
-    FFT = "fft"
-    BANDPASS = "bandpass"
-    SSIM = "ssim"
-    MSSSIM_L1 = "msssim_l1"
-    FFT_BANDPASS = "fft+bandpass"
+_ADDED: dict[str, StrEnum] = {}  # members of losses registered after this module
 
 
-#: Human-readable labels, used for table columns and panel titles.
-LOSS_LABELS: dict[LossName, str] = {
-    LossName.LAPLACE: "Laplace",
-    LossName.MAE: "MAE",
-    LossName.MSE: "MSE",
-    LossName.FFT: "FFT",
-    LossName.BANDPASS: "BP",
-    LossName.SSIM: "SSIM",
-    LossName.MSSSIM_L1: "MS-SSIM+L1",
-    LossName.FFT_BANDPASS: "FFT+BP",
-}
+class _LossNames(StrEnum):
+    @classmethod
+    def _missing_(cls, value: object) -> StrEnum | None:
+        """A loss registered after import (a plugin, a test) gets a member on demand while
+        it is registered."""
+        record = next((r for r in loss_records() if r.name == str(value)), None)
+        if record is None:
+            return None
+        member = _ADDED.get(record.name)
+        if member is None or type(member) is not cls:
+            member = str.__new__(cls, record.name)
+            member._name_, member._value_ = record.member, record.name
+            _ADDED[record.name] = member
+        return member
 
+
+#: Names of the registered losses (the keys used in configs, CLI and GUI): one member per
+#: record, the name upper-cased with ``+`` → ``_`` (``LossName.FFT_BANDPASS``), panel order.
+LossName = _LossNames("LossName", [(r.member, r.name) for r in loss_records()],
+                      module=__name__, qualname="LossName")
+
+#: Panel order of the losses registered at import (:func:`loss_records` is always current).
+LOSS_ORDER: tuple[LossName, ...] = tuple(LossName)
+
+
+class _RecordView(Mapping):
+    """A read-only mapping computed from the current records."""
+
+    def __init__(self, keys: Callable[[], Iterable], value: Callable[[Any], Any]) -> None:
+        self._keys, self._value = keys, value
+
+    def __getitem__(self, key: Any) -> Any:
+        if key not in set(self._keys()):
+            raise KeyError(key)
+        return self._value(key)
+
+    def __iter__(self) -> Iterator:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(list(self._keys()))
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+def _names() -> list[LossName]:
+    return [LossName(r.name) for r in loss_records()]
+
+
+#: Short labels (table columns, panel titles) by :class:`LossName`.
+LOSS_LABELS: Mapping[LossName, str] = _RecordView(_names, lambda n: loss_record(n).short)
 #: Default parameters of each loss; a loss accepts exactly these keys.
-DEFAULT_PARAMS: dict[LossName, dict[str, float]] = {
-    LossName.LAPLACE: {},
-    LossName.MAE: {},
-    LossName.MSE: {},
-    LossName.FFT: {},
-    LossName.BANDPASS: {"sigma1": 0.5, "sigma2": 5.0},
-    LossName.SSIM: {},
-    LossName.MSSSIM_L1: {"alpha": 0.84},
-    LossName.FFT_BANDPASS: {"weight": 0.5, "sigma1": 0.5, "sigma2": 5.0},
-}
-
+DEFAULT_PARAMS: Mapping[LossName, dict[str, float]] = _RecordView(
+    _names, lambda n: loss_record(n).defaults)
 #: Every loss parameter: (lowest, highest) allowed value and a help text (CLI and dock).
-LOSS_PARAM_INFO: dict[str, tuple[tuple[float, float], str]] = {
-    "sigma1": ((0.1, 20.0), "band-pass: inner Gaussian sigma (px), below sigma2"),
-    "sigma2": ((0.2, 30.0), "band-pass: outer Gaussian sigma (px)"),
-    "weight": ((0.0, 1.0), "FFT+BP: weight of the FFT term"),
-    "alpha": ((0.0, 1.0), "MS-SSIM+L1: weight of the MS-SSIM term"),
-}
-
-#: Gaussian kernels are truncated at this many standard deviations (as scipy.ndimage).
-GAUSS_TRUNCATE = 4.0
-
-
-def gaussian_radius(sigma: float) -> int:
-    """Half-width of the truncated Gaussian kernel used by the bandpass loss."""
-    return int(GAUSS_TRUNCATE * float(sigma) + 0.5)
-
-
-#: MS-SSIM scale weights of Wang et al. (2003); truncated and renormalised for small patches.
-MSSSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-#: SSIM Gaussian window (taps, sigma), as tf.image.ssim and Wang et al.
-SSIM_WINDOW: tuple[int, float] = (11, 1.5)
-#: Number of MS-SSIM scales used when the patch size is unknown (needs patches >= 44 px).
-MSSSIM_DEFAULT_SCALES = 3
-
-
-def msssim_scales(patch_size: int | None = None) -> int:
-    """Number of MS-SSIM scales: the largest m <= 5 with ``patch_size / 2**(m-1) >= 11``.
-
-    Without a patch size, :data:`MSSSIM_DEFAULT_SCALES` is used (5 scales need 176 px).
-    """
-    if patch_size is None:
-        return MSSSIM_DEFAULT_SCALES
-    window = SSIM_WINDOW[0]
-    scales = 0
-    for m in range(1, len(MSSSIM_WEIGHTS) + 1):
-        if patch_size / 2 ** (m - 1) >= window:
-            scales = m
-    if scales == 0:
-        raise ValueError(f"MS-SSIM needs patches of at least {window} px, got {patch_size}")
-    return scales
+LOSS_PARAM_INFO: Mapping[str, tuple[tuple[float, float], str]] = _RecordView(
+    lambda: list(loss_params()), lambda k: ((loss_params()[k].lo, loss_params()[k].hi),
+                                            loss_params()[k].tip))
 
 
 def is_probabilistic(name: LossName | str) -> bool:
     """True for losses whose network predicts a distribution (mean and scale channels)."""
-    return LossName(name) is LossName.LAPLACE
+    return loss_record(name).probabilistic
 
 
 def parse_loss_name(name: str) -> LossName:
     """Turn a user string into a :class:`LossName`, with a clear error listing valid names."""
-    key = str(name).strip().lower()
-    aliases = {"bp": "bandpass", "fft_bandpass": "fft+bandpass", "ms-ssim+l1": "msssim_l1"}
-    key = aliases.get(key, key)
-    try:
-        return LossName(key)
-    except ValueError:
-        valid = ", ".join(n.value for n in LossName)
-        raise ValueError(f"unknown loss {name!r}; choose one of: {valid}") from None
+    return LossName(loss_record(name).name)
 
 
 def validate_params(
-    name: LossName | str, params: Mapping[str, Any] | None = None, patch_size: int | None = None
+    name: LossName | str, params: Mapping[str, Any] | None = None,
+    patch_size: int | Sequence[int] | None = None, *, ndim: int = 2,
+    voxel_size: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Merge ``params`` into the loss defaults and check them; return the full parameter dict.
 
-    Raises ``ValueError`` naming the loss and the offending parameter.
+    ``patch_size``: one edge or one per spatial axis; ``ndim=3`` checks the 3D form with
+    ``voxel_size=(dz, dy, dx)`` (see :class:`Grid`). Raises ``ValueError`` naming the loss
+    and the offending parameter (or axis).
     """
-    loss = parse_loss_name(name)
-    merged = dict(DEFAULT_PARAMS[loss])
-    for key, value in (params or {}).items():
-        if key not in merged:
-            allowed = ", ".join(merged) or "none"
-            raise ValueError(f"loss {loss.value!r} has no parameter {key!r} (allowed: {allowed})")
-        try:
-            merged[key] = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"loss {loss.value!r}: parameter {key!r} must be a number") from None
-    for key, value in merged.items():
-        lo, hi = LOSS_PARAM_INFO[key][0]
-        if not lo <= value <= hi:
-            raise ValueError(f"loss {loss.value!r}: {key} must lie in [{lo:g}, {hi:g}], "
-                             f"got {value:g}")
-    if "sigma1" in merged:
-        s1, s2 = merged["sigma1"], merged["sigma2"]
-        if not (0 < s1 < s2):
-            raise ValueError(
-                f"loss {loss.value!r}: need 0 < sigma1 < sigma2 for a bandpass, got {s1}, {s2}"
-            )
-        if patch_size is not None and gaussian_radius(s2) >= patch_size:
-            raise ValueError(
-                f"loss {loss.value!r}: sigma2={s2} needs a kernel of radius "
-                f"{gaussian_radius(s2)} px, larger than the {patch_size} px patches; "
-                "lower sigma2 or use larger patches"
-            )
-    return merged
+    return loss_record(name).validate(params, patch_size, ndim=ndim, voxel_size=voxel_size)
 
 
 @dataclass(frozen=True)
@@ -157,18 +132,25 @@ class LossSpec:
     @classmethod
     def create(
         cls, name: LossName | str, params: Mapping[str, Any] | None = None,
-        patch_size: int | None = None,
+        patch_size: int | Sequence[int] | None = None, *, ndim: int = 2,
+        voxel_size: Sequence[float] | None = None,
     ) -> LossSpec:
-        loss = parse_loss_name(name)
-        return cls(loss, validate_params(loss, params, patch_size))
+        """A checked spec (:func:`validate_params`; ``ndim``/``voxel_size`` only check)."""
+        record = loss_record(name)
+        return cls(LossName(record.name), record.validate(params, patch_size, ndim=ndim,
+                                                          voxel_size=voxel_size))
+
+    @property
+    def record(self) -> LossRecord:
+        return loss_record(self.name)
 
     @property
     def label(self) -> str:
-        return LOSS_LABELS[self.name]
+        return self.record.short
 
     @property
     def probabilistic(self) -> bool:
-        return is_probabilistic(self.name)
+        return self.record.probabilistic
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name.value, "params": dict(self.params)}
@@ -180,17 +162,28 @@ class LossSpec:
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "DIMS",
     "GAUSS_TRUNCATE",
+    "LOSSES",
     "LOSS_LABELS",
+    "LOSS_ORDER",
     "LOSS_PARAM_INFO",
     "MSSSIM_DEFAULT_SCALES",
     "MSSSIM_WEIGHTS",
     "SSIM_WINDOW",
+    "Grid",
     "LossName",
+    "LossParam",
+    "LossRecord",
     "LossSpec",
     "gaussian_radius",
     "is_probabilistic",
+    "loss_params",
+    "loss_record",
+    "loss_records",
     "msssim_scales",
+    "param_users",
     "parse_loss_name",
+    "register",
     "validate_params",
 ]

@@ -1,12 +1,13 @@
 """TensorFlow implementations of the registered losses, for ``model.compile(loss=...)``.
 
-Every factory returns ``loss(y_true, y_pred) -> scalar`` on channels-last tensors
-``(batch, H, W, C)``. The definitions match :mod:`napari_care_losses.losses.reference`.
+Every factory returns ``loss(y_true, y_pred) -> scalar`` on channels-last tensors: in 2D
+``(batch, H, W, C)``, in 3D (``make_loss(..., ndim=3)``) ``(batch, Z, Y, X, C)`` with the
+3D bodies of :mod:`.keras3d`. The definitions match :mod:`napari_care_losses.losses.reference`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,32 +18,46 @@ ensure_tensorflow()  # Linux + napari's OpenGL: see .._tf
 
 import tensorflow as tf  # noqa: E402
 
-from . import (  # noqa: E402
+from . import keras3d  # noqa: E402
+from .grid import Grid  # noqa: E402
+from .kernels import (  # noqa: E402
     MSSSIM_WEIGHTS,
+    SSIM_K1,
+    SSIM_K2,
+    SSIM_MAX_VAL,
     SSIM_WINDOW,
-    LossName,
+    gaussian_kernel_1d,
     gaussian_radius,
     msssim_scales,
-    parse_loss_name,
-    validate_params,
 )
+from .records import Implementations  # noqa: E402
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
-#: SSIM constants (Wang et al. 2004), for images scaled to [0, 1].
-SSIM_MAX_VAL, SSIM_K1, SSIM_K2 = 1.0, 0.01, 0.03
+#: The Keras form of each loss, by name: ``factory(**params[, patch_size][, grid]) -> LossFn``.
+KERAS_FORMS = Implementations("Keras form")
+
 #: Lower bound on per-scale SSIM / cs before the fractional powers of MS-SSIM.
 MSSSIM_EPS = 1e-6
 
 
-def _named(fn: LossFn, name: str) -> LossFn:
-    """``fn`` computed in float32 (whatever the network's precision), named ``name``."""
+def _named(fn: LossFn, name: str, images: bool = False) -> LossFn:
+    """``fn`` computed in float32 (whatever the network's precision), named ``name``; with
+    ``images``, a tensor that is not ``(batch, H, W, C)`` is refused in one line."""
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        if images and y_pred.shape.rank is not None and y_pred.shape.rank != 4:
+            raise ValueError(f"the 2D {name[5:]} loss needs tensors (batch, Y, X, channels), "
+                             f"got shape {tuple(y_pred.shape)}; make_loss(..., ndim=3) "
+                             "for volumes")
         return fn(tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32))
 
     loss.__name__ = loss.__qualname__ = name
     return loss
+
+
+def _in_3d(grid: Grid | None) -> bool:
+    return grid is not None and grid.ndim == 3
 
 
 def _to_planes(x: tf.Tensor) -> tf.Tensor:
@@ -50,13 +65,6 @@ def _to_planes(x: tf.Tensor) -> tf.Tensor:
     shape = tf.shape(x)
     x = tf.transpose(x, [0, 3, 1, 2])
     return tf.reshape(x, tf.stack([-1, shape[1], shape[2], 1]))
-
-
-def gaussian_kernel_1d(sigma: float, radius: int) -> np.ndarray:
-    """Normalised 1D Gaussian with taps at -radius..radius (scipy.ndimage's kernel)."""
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    g = np.exp(-(x**2) / (2.0 * sigma**2))
-    return (g / g.sum()).astype(np.float32)
 
 
 class GaussianBlur:
@@ -106,6 +114,7 @@ class GaussianBlur:
 # --- pixel losses --------------------------------------------------------------------
 
 
+@KERAS_FORMS.register("laplace")
 def laplace_loss() -> LossFn:
     """Negative log-likelihood of a Laplace distribution (no log 2 constant)."""
 
@@ -118,6 +127,7 @@ def laplace_loss() -> LossFn:
     return _named(loss, "loss_laplace")
 
 
+@KERAS_FORMS.register("mae")
 def mae_loss() -> LossFn:
     """Mean absolute error."""
 
@@ -127,6 +137,7 @@ def mae_loss() -> LossFn:
     return _named(loss, "loss_mae")
 
 
+@KERAS_FORMS.register("mse")
 def mse_loss() -> LossFn:
     """Mean squared error."""
 
@@ -139,8 +150,12 @@ def mse_loss() -> LossFn:
 # --- frequency losses ----------------------------------------------------------------
 
 
-def fft_loss() -> LossFn:
-    """Mean modulus of the orthonormal 2D FFT of the error (patch-size independent scale)."""
+@KERAS_FORMS.register("fft")
+def fft_loss(grid: Grid | None = None) -> LossFn:
+    """Mean modulus of the orthonormal 2D FFT of the error (patch-size independent scale);
+    3D: over Z, Y and X."""
+    if _in_3d(grid):
+        return _named(keras3d.fft3_loss(), "loss_fft")
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         diff = tf.transpose(y_pred - tf.cast(y_true, y_pred.dtype), [0, 3, 1, 2])
@@ -149,15 +164,19 @@ def fft_loss() -> LossFn:
         spec = tf.signal.fft2d(tf.complex(diff, tf.zeros_like(diff)))  # grad: real part
         return tf.reduce_mean(tf.abs(spec)) / norm
 
-    return _named(loss, "loss_fft")
+    return _named(loss, "loss_fft", images=True)
 
 
-def bandpass_loss(sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
+@KERAS_FORMS.register("bandpass")
+def bandpass_loss(sigma1: float = 0.5, sigma2: float = 5.0, grid: Grid | None = None) -> LossFn:
     """Mean absolute difference of difference-of-Gaussians (sigma1 - sigma2) images.
 
     Gaussian blur as ``scipy.ndimage.gaussian_filter(mode="reflect", truncate=4)``;
-    by linearity the DoG is applied once, to the error.
+    by linearity the DoG is applied once, to the error. 3D: sigmas per axis
+    (``grid.per_axis``).
     """
+    if _in_3d(grid):
+        return _named(keras3d.bandpass3_loss(sigma1, sigma2, grid), "loss_bandpass")
     blur1 = GaussianBlur(sigma1, gaussian_radius(sigma1))
     blur2 = GaussianBlur(sigma2, gaussian_radius(sigma2))
 
@@ -165,12 +184,14 @@ def bandpass_loss(sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
         planes = _to_planes(y_pred - tf.cast(y_true, y_pred.dtype))
         return tf.reduce_mean(tf.abs(blur1(planes) - blur2(planes)))
 
-    return _named(loss, "loss_bandpass")
+    return _named(loss, "loss_bandpass", images=True)
 
 
-def fft_bandpass_loss(weight: float = 0.5, sigma1: float = 0.5, sigma2: float = 5.0) -> LossFn:
-    """``weight * fft + (1 - weight) * bandpass``."""
-    fft, bandpass = fft_loss(), bandpass_loss(sigma1, sigma2)
+@KERAS_FORMS.register("fft+bandpass")
+def fft_bandpass_loss(weight: float = 0.5, sigma1: float = 0.5, sigma2: float = 5.0,
+                      grid: Grid | None = None) -> LossFn:
+    """``weight * fft + (1 - weight) * bandpass`` (both 2D, or both 3D)."""
+    fft, bandpass = fft_loss(grid), bandpass_loss(sigma1, sigma2, grid)
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         return weight * fft(y_true, y_pred) + (1.0 - weight) * bandpass(y_true, y_pred)
@@ -186,8 +207,12 @@ def _ssim_window() -> GaussianBlur:
     return GaussianBlur(sigma, (size - 1) // 2, mode="valid")
 
 
-def ssim_loss() -> LossFn:
-    """``1 - mean SSIM`` (11-tap Gaussian window, sigma 1.5, VALID, as tf.image.ssim)."""
+@KERAS_FORMS.register("ssim")
+def ssim_loss(grid: Grid | None = None) -> LossFn:
+    """``1 - mean SSIM`` (11-tap Gaussian window, sigma 1.5, VALID, as tf.image.ssim);
+    3D: separable 3D window (``grid.ssim_window``)."""
+    if _in_3d(grid):
+        return _named(keras3d.ssim3_loss(grid), "loss_ssim")
     window = _ssim_window()
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -195,7 +220,7 @@ def ssim_loss() -> LossFn:
                               window)
         return 1.0 - tf.reduce_mean(ssim)
 
-    return _named(loss, "loss_ssim")
+    return _named(loss, "loss_ssim", images=True)
 
 
 def _ssim_terms(x: tf.Tensor, y: tf.Tensor, window: GaussianBlur) -> tuple[tf.Tensor, tf.Tensor]:
@@ -228,13 +253,19 @@ def ms_ssim(y_true: tf.Tensor, y_pred: tf.Tensor, scales: int, window: GaussianB
     return tf.reduce_mean(value)
 
 
-def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None) -> LossFn:
+@KERAS_FORMS.register("msssim_l1")
+def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None,
+                   grid: Grid | None = None) -> LossFn:
     """Zhao et al. (2017): ``alpha * (1 - MS-SSIM) + (1 - alpha) * MAE``.
 
     The number of scales follows from ``patch_size`` (:func:`msssim_scales`); when the
     patch size is unknown, 3 scales are used (patches must then be at least 44 px).
+    3D: 3D windows, pooled as ``grid.msssim_pools()`` (Z only while it holds the window).
     """
-    scales = msssim_scales(patch_size)
+    if _in_3d(grid):
+        return _named(keras3d.msssim3_l1_loss(alpha, grid), "loss_msssim_l1")
+    edge = min(grid.patch) if grid is not None and grid.patch is not None else patch_size
+    scales = msssim_scales(edge)
     window = _ssim_window()
     min_size = SSIM_WINDOW[0] * 2 ** (scales - 1)
 
@@ -250,44 +281,29 @@ def msssim_l1_loss(alpha: float = 0.84, patch_size: int | None = None) -> LossFn
         mae = tf.reduce_mean(tf.abs(y_pred - y_true))
         return alpha * (1.0 - msssim) + (1.0 - alpha) * mae
 
-    return _named(loss, "loss_msssim_l1")
+    return _named(loss, "loss_msssim_l1", images=True)
 
 
 def make_loss(
-    name: LossName | str, params: Mapping[str, Any] | None = None, patch_size: int | None = None
+    name: Any, params: Mapping[str, Any] | None = None,
+    patch_size: int | Sequence[int] | None = None, *, ndim: int = 2,
+    voxel_size: Sequence[float] | None = None,
 ) -> LossFn:
-    """Build the Keras loss ``name`` with ``params`` merged into its defaults.
+    """Build the Keras loss ``name`` (a name or a ``LossSpec``, whose parameters ``params``
+    update) with ``params`` merged into its defaults.
 
-    ``patch_size`` (training patch edge in px) is used to validate the bandpass sigmas and
-    to choose the number of MS-SSIM scales.
+    ``patch_size`` (training patch edge in px, or one per spatial axis) is used to validate
+    the parameters (e.g. the bandpass sigmas) and by the losses that need it (the number of
+    MS-SSIM scales). ``ndim=3``: the 3D form, on ``(batch, Z, Y, X, C)`` tensors, with
+    ``voxel_size=(dz, dy, dx)`` (default isotropic) scaling lengths per axis.
     """
-    loss = parse_loss_name(name)
-    p = validate_params(loss, params, patch_size)
-    structural = loss in (LossName.SSIM, LossName.MSSSIM_L1)
-    if structural and patch_size is not None and patch_size < SSIM_WINDOW[0]:
-        raise ValueError(
-            f"loss {loss.value!r} needs patches of at least {SSIM_WINDOW[0]} px, got {patch_size}"
-        )
-    if loss is LossName.LAPLACE:
-        return laplace_loss()
-    if loss is LossName.MAE:
-        return mae_loss()
-    if loss is LossName.MSE:
-        return mse_loss()
-    if loss is LossName.FFT:
-        return fft_loss()
-    if loss is LossName.BANDPASS:
-        return bandpass_loss(p["sigma1"], p["sigma2"])
-    if loss is LossName.SSIM:
-        return ssim_loss()
-    if loss is LossName.MSSSIM_L1:
-        return msssim_l1_loss(p["alpha"], patch_size)
-    if loss is LossName.FFT_BANDPASS:
-        return fft_bandpass_loss(p["weight"], p["sigma1"], p["sigma2"])
-    raise AssertionError(f"unhandled loss {loss}")  # pragma: no cover
+    if hasattr(name, "params") and hasattr(name, "name"):  # a LossSpec
+        name, params = name.name, {**name.params, **(params or {})}
+    return KERAS_FORMS.call(name, params, patch_size, ndim=ndim, voxel_size=voxel_size)
 
 
 __all__ = [
+    "KERAS_FORMS",
     "bandpass_loss",
     "fft_bandpass_loss",
     "fft_loss",

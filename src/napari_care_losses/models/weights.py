@@ -39,25 +39,60 @@ def save_weights(model) -> OSError | None:
 
 
 def atomic_weight_saves(net) -> None:
-    """Make every ``save_weights`` of ``net`` (ours and CSBDeep's ``ModelCheckpoint``) write
-    a temporary file and rename it: a failed or interrupted save leaves the previous file
-    (or none), never a truncated one, and no temporary file."""
+    """Make every ``save_weights`` of ``net`` (ours and CSBDeep's ``ModelCheckpoint``) build
+    the HDF5 file in memory and write its bytes to a temporary file that is then renamed.
+
+    HDF5 itself never writes to the disk: on a full disk its error paths print pages of
+    tracebacks and can crash the process (a segmentation fault while closing a file whose
+    write failed). A failed or interrupted save leaves the previous file (or none), never a
+    truncated one, and no temporary file; the error is a plain ``OSError`` (``ENOSPC``).
+    """
     save = net.save_weights
 
     def save_weights(filepath, *args, **kwargs):
         path = Path(filepath)
+        if path.name.endswith(".weights.h5"):  # Keras 3's own format: not ours
+            return save(filepath, *args, **kwargs)
+        if kwargs.get("overwrite", args[0] if args else True) is False and path.exists():
+            raise FileExistsError(errno.EEXIST, "weights file exists", str(path))
         tmp = path.with_name(path.stem + PARTIAL_SUFFIX)
-        try:
-            save(str(tmp), *args, **kwargs)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_file_atomically(path, hdf5_image(net, tmp.name), tmp)
+        return None
 
     object.__setattr__(net, "save_weights", save_weights)
 
 
-def disk_full(exc: BaseException) -> bool:
+def hdf5_image(net, name: str) -> bytes:
+    """The bytes of CSBDeep's weights file for ``net``, built in memory (``name`` is the file
+    name HDF5 records)."""
+    import h5py
+    from csbdeep.models import base_model
+
+    with h5py.File(name, "w", driver="core", backing_store=False) as f:
+        base_model.save_weights_to_hdf5_group(f, net)
+        f.flush()
+        return f.id.get_file_image()
+
+
+def write_file_atomically(path: Path, data: bytes, tmp: Path | None = None) -> None:
+    """Write ``data`` to ``tmp`` (default: a hidden name beside ``path``), sync, rename it to
+    ``path``; on any failure the temporary file is removed and ``path`` is untouched."""
+    tmp = tmp or path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """True for "no space left" / "quota exceeded", also as h5py or Keras word them."""
+    if exc is None:
+        return False
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(exc)
@@ -77,3 +112,10 @@ def os_error_message(model_dir: Path, what: str, exc: BaseException) -> str:
         return (f"{prefix}disk full while {what} ({reason}); free some space and train "
                 "again")
     return f"{prefix}cannot finish {what} ({reason})"
+
+
+def is_storage_failure(message: str) -> bool:
+    """True for a message of :func:`os_error_message`: the disk or the folder failed (bad
+    environment, exit code 2), not the training."""
+    return message.startswith("model folder ") and (
+        ": disk full while " in message or ": cannot finish " in message)

@@ -20,16 +20,12 @@ from typing import Protocol
 
 import numpy as np
 
-from ..io.data import FrameStack, as_stack, open_pair, release
-from ..losses import LossName
+from ..io.data import DataError, FrameStack, as_stack, open_pair, release, restore_checked
+from ..io.tiff import empty
+from ..losses import LOSS_ORDER, loss_record  # noqa: F401 (LOSS_ORDER: kept name)
 from .baselines import BASELINE_LABELS, Baseline, parse_baseline
 from .metrics import Score, score
 
-#: Panel order of the losses: the study's three first, then the rest in ``LossName`` order.
-LOSS_ORDER: tuple[LossName, ...] = (
-    LossName.LAPLACE, LossName.FFT, LossName.BANDPASS,
-    *(n for n in LossName if n not in (LossName.LAPLACE, LossName.FFT, LossName.BANDPASS)),
-)
 #: Baselines in panel order.
 BASELINE_ORDER = ("tv", "nlm", "gaussian")
 
@@ -77,12 +73,15 @@ class MethodSpec:
     factor: float | None = None  # fixed baseline strength; None: calibrate, or noise-based
 
     @classmethod
-    def for_model(cls, model_dir: str | Path) -> MethodSpec:
+    def for_model(cls, model_dir: str | Path, display_name: str | None = None) -> MethodSpec:
+        """A model's method; ``display_name`` (the napari registry's, unique there) becomes
+        both its name and its panel title."""
         from ..models.folder import ModelFolder
 
         folder = ModelFolder.open(model_dir).require_usable()
         loss = folder.config.loss
-        return cls(str(folder.path.resolve()), f"{loss.label} ({folder.name})", loss.label,
+        name = display_name or f"{loss.label} ({folder.name})"
+        return cls(str(folder.path.resolve()), name, display_name or loss.label,
                    model_dir=str(folder.path), loss=loss.name.value,
                    probabilistic=loss.probabilistic)
 
@@ -94,9 +93,9 @@ class MethodSpec:
 
     @property
     def rank(self) -> tuple:
-        """Sort key of the panel order: losses (study order), then the baselines."""
+        """Sort key of the panel order: losses (their records' rank), then the baselines."""
         if self.loss is not None:
-            return (0, LOSS_ORDER.index(LossName(self.loss)), self.name)
+            return (0, loss_record(self.loss).rank, self.name)
         return (1, BASELINE_ORDER.index(self.baseline or "tv"), self.name)
 
 
@@ -212,7 +211,7 @@ Allocator = Callable[[MethodSpec, str, tuple[int, ...]], np.ndarray]
 
 
 def _allocate_in_memory(spec: MethodSpec, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    return np.empty(shape, np.float32)
+    return empty(f"the {what} of {spec.name}", shape, np.float32)  # MemoryError names it
 
 
 #: ``scorer(restored_frame, gt_frame)`` → :class:`Score` (default: CARE-style metrics).
@@ -264,7 +263,8 @@ def _one_method(index: int, n: int, spec: MethodSpec, frames: FrameStack,
             if stop is not None and stop.is_set():
                 yield Stopped(spec.name)
                 return
-            img, sc = method.restore_frame(frames.frame(frame))
+            img, sc = restore_checked(method.restore_frame, frames.frame(frame), frames.name,
+                                      frame)
             _check_finite(img, "restoration")
             image[frame] = img
             if scale is not None and sc is not None:
@@ -278,8 +278,20 @@ def _one_method(index: int, n: int, spec: MethodSpec, frames: FrameStack,
         yield MethodDone(spec.name, index,
                          MethodResult(spec, image, scale, scores, method.note, factor))
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - reported, the run goes on
-        where = f" at frame {frame} of {frames.name}" if frame is not None else ""
-        yield MethodFailed(spec.name, index, f"{spec.name} failed{where}: {exc}", frame)
+        yield MethodFailed(spec.name, index, _failure(spec, frames, frame, exc), frame)
+
+
+def _failure(spec: MethodSpec, frames: FrameStack, frame: int | None,
+             exc: BaseException) -> str:
+    """One line naming the method, and the input file and frame unless the error does."""
+    if isinstance(exc, DataError):  # the input's fault; it names the file and frame
+        return f"{spec.name} failed: {exc}"
+    where = f" at frame {frame} of {frames.name}" if frame is not None else ""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
+        shape = "x".join(map(str, frames.frame_shape))
+        text = f"out of memory ({shape} px frames: {' '.join(text.split())[:200]})"
+    return f"{spec.name} failed{where}: {text}"
 
 
 def _check_finite(arr: np.ndarray, what: str) -> None:

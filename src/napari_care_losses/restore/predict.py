@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..config.train import TrainConfig
-from ..io.data import FrameStack, as_stack, release
+from ..io.data import FrameStack, as_stack, release, restore_checked
+from ..io.tiff import empty
 from ..losses import LossSpec
 from ..models.folder import ModelFolder
 from ..models.package_import import resolve_model_source
@@ -43,7 +44,6 @@ class RestorationModel:
         model_dir = resolve_model_source(model_dir)  # bioimage.io package -> model folder
         self.folder = ModelFolder.open(model_dir).require_usable()
         self.model_dir = self.folder.path
-        self.meta = self.folder.meta
         self.config: TrainConfig = self.folder.config
         self._care = None
 
@@ -101,7 +101,19 @@ class RestorationModel:
         frames: FrameStack = as_stack(stack)
         try:
             for i in range(frames.n_frames):
-                yield (i, *self.restore_frame(frames.frame(i), tile_size))
+                img = frames.frame(i)
+                try:
+                    restored = restore_checked(lambda x: self.restore_frame(x, tile_size), img,
+                                               frames.name, i)
+                except Exception as exc:
+                    if not (isinstance(exc, MemoryError)
+                            or type(exc).__name__ == "ResourceExhaustedError"):
+                        raise
+                    raise MemoryError(
+                        f"{frames.name}: frame {i} ({img.shape[0]}x{img.shape[1]} px) with "
+                        f"{self.name}: {' '.join(str(exc).split())[:200]}; try smaller tiles "
+                        f"(--tile-size, now {tile_size})") from None
+                yield (i, *restored)
         finally:
             release((frames, stack))
 
@@ -110,8 +122,10 @@ class RestorationModel:
         """Restore a 2D image or a stack (path, array or :class:`FrameStack`)."""
         frames = as_stack(stack)
         try:
-            out = np.empty((frames.n_frames, *frames.frame_shape), np.float32)
-            scale = np.empty_like(out) if self.probabilistic else None
+            shape = (frames.n_frames, *frames.frame_shape)
+            out = empty(f"the restoration of {frames.name}", shape, np.float32)
+            scale = (empty(f"the scale map of {frames.name}", shape, np.float32)
+                     if self.probabilistic else None)
             for i, img, sc in self.iter_restore(frames, tile_size):
                 out[i] = img
                 if scale is not None:

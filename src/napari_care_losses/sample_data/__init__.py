@@ -1,4 +1,5 @@
-"""Bundled W2S sample crops (see README.md here for provenance and citation).
+"""Bundled sample data: W2S crops (see README.md here for provenance and citation) and
+simulated widefield volumes (:mod:`.simulate`, written by ``scripts/make_sample_volumes.py``).
 
 Qt-free: the napari sample-data hooks in ``_widgets.sample`` wrap these functions.
 """
@@ -56,3 +57,48 @@ def napari_sample_ch2() -> list[tuple]:
 def napari_sample_test_ch0() -> list[tuple]:
     """napari sample data: channel 0 held-out pairs (2 fields)."""
     return _layers(0, "test")
+
+
+#: Simulated 3D sample: split -> (number of volumes, first seed).
+VOLUME_SPLITS = {"train": (3, 0), "test": (1, 100)}
+VOLUME_SHAPE = (32, 128, 128)
+
+
+def volume_sample_path(split: str = "train", kind: str = "low") -> Path:
+    """Path of one bundled simulated ``(T, Z, Y, X)`` stack."""
+    if split not in VOLUME_SPLITS or kind not in ("low", "high"):
+        raise ValueError(f"no volume sample for split={split!r}, kind={kind!r}: splits "
+                         f"{tuple(VOLUME_SPLITS)}, kinds low/high")
+    return SAMPLE_DIR / f"sim3d_{split}_{kind}.tif"
+
+
+def write_volume(path: Path, volumes: list[np.ndarray], voxel_um: tuple[float, float, float]
+                 ) -> None:
+    """Write ``(T, Z, Y, X)`` uint16 as an ImageJ hyperstack with the voxel size."""
+    data = np.stack(volumes).astype(np.uint16)
+    tifffile.imwrite(path, data, imagej=True, compression="zlib",
+                     resolution=(1 / voxel_um[2], 1 / voxel_um[1]),
+                     metadata={"axes": "TZYX", "spacing": voxel_um[0], "unit": "um"})
+
+
+def load_volume_sample(split: str = "train") -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(low, high, voxel size (z, y, x) in µm) of the simulated 3D sample."""
+    arrays, voxel = [], None
+    for kind in ("low", "high"):
+        with tifffile.TiffFile(volume_sample_path(split, kind)) as tif:
+            data = tif.asarray()
+            arrays.append(data.reshape(-1, *data.shape[-3:]))  # (T, Z, Y, X), also T = 1
+            ij = tif.imagej_metadata or {}
+            x_res = tif.pages[0].tags["XResolution"].value
+            y_res = tif.pages[0].tags["YResolution"].value
+            voxel = (float(ij.get("spacing", 1.0)), y_res[1] / y_res[0], x_res[1] / x_res[0])
+    return arrays[0], arrays[1], voxel
+
+
+def napari_sample_volumes() -> list[tuple]:
+    """napari sample data: simulated widefield Z-stacks, 3 training volumes (T, Z, Y, X)."""
+    low, high, voxel = load_volume_sample("train")
+    meta = {"metadata": {"source": "simulated (napari_care_losses.sample_data.simulate)"},
+            "scale": (1.0, *voxel), "units": ("", "um", "um", "um")}
+    return [(low, {"name": "sim3d train low", **meta}, "image"),
+            (high, {"name": "sim3d train high", **meta}, "image")]

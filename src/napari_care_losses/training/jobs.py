@@ -1,7 +1,10 @@
-"""The training dock's background job: several losses in sequence, plus live previews.
+"""The training dock's job: several losses in sequence, plus live previews.
 
-Qt-free and layer-free on purpose: it gets arrays (:class:`FrameStack`) and configs, runs in a
-napari ``thread_worker`` and talks back only through the values it yields.
+Qt-free and layer-free on purpose: it gets frames (:class:`FrameStack`) and configs and talks
+back only through the values it yields. The dock runs it in a child process
+(:mod:`..workers.training_child`), never in napari's own: TensorFlow loads only there. Each
+model goes into a folder of its own, claimed in the output folder
+(:func:`..models.folder.claim_model_dir`).
 """
 
 from __future__ import annotations

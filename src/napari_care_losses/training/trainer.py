@@ -19,16 +19,24 @@ import queue
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
-from ..config.train import TrainConfig, versions
+from ..config.train import TrainConfig
 from ..io.data import PatchData, dihedral_augmenter
-from ..models.folder import META_FILE, write_meta
+from ..models.folder import (
+    META_FILE,
+    check_new_model_dir,
+    claim_model_dir,
+    model_dir_name,
+    release_claim,
+    write_meta,
+)
+from ..models.meta import DataInfo, ModelMeta, Status
 from ..models.network import build_care
-from ..models.weights import atomic_weight_saves, os_error_message, save_weights
+from ..models.weights import atomic_weight_saves, disk_full, os_error_message, save_weights
 from .budget import WARMUP_STEPS, plan_budget
 from .memory import training_ended, training_started
 
@@ -103,14 +111,8 @@ class StopFlag:
 
 
 def new_model_dir(outdir: Path, cfg: TrainConfig) -> Path:
-    """A fresh folder name: loss + time stamp (unique even within the same second)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{cfg.loss.name.value.replace('+', '_')}_{stamp}"
-    path, n = Path(outdir) / base, 1
-    while path.exists():
-        n += 1
-        path = Path(outdir) / f"{base}_{n}"
-    return path
+    """A fresh folder, claimed atomically: loss + time stamp (``_2``, … within a second)."""
+    return claim_model_dir(outdir, model_dir_name(cfg))
 
 
 # ----------------------------------------------------------------------------- training
@@ -185,26 +187,27 @@ def _fit(model, patches: PatchData, cfg: TrainConfig, callback) -> dict[str, lis
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
-def _meta(cfg: TrainConfig, patches: PatchData, status: str, **extra) -> dict:
-    return {"format": 1, "status": status, "train": cfg.to_dict(),
-            "data": {"n_train": len(patches.X), "n_val": len(patches.X_val),
-                     **extra.pop("data", {})},
-            "versions": versions(), **extra}
+def _meta(cfg: TrainConfig, patches: PatchData, data_info: DataInfo | dict | None
+          ) -> ModelMeta:
+    """The record a run starts with (status ``training``, a fresh model id)."""
+    data = data_info if isinstance(data_info, DataInfo) else DataInfo.from_dict(data_info)
+    return ModelMeta.new(cfg, data.but(n_train=len(patches.X), n_val=len(patches.X_val)))
 
 
 def train(
     patches: PatchData, cfg: TrainConfig, outdir: str | Path, stop: StopFlag | None = None,
-    model_dir: str | Path | None = None, data_info: dict | None = None,
+    model_dir: str | Path | None = None, data_info: DataInfo | dict | None = None,
 ) -> Iterator[TrainingEvent]:
     """Train one CARE model; yield :data:`TrainingEvent` objects until Finished or Failed.
 
-    Closing the generator early (``gen.close()``) stops training after the current batch and
-    still saves the model.
+    The model goes into a new folder claimed in ``outdir``, or into ``model_dir`` (refused if
+    it holds a trained model: a model is never overwritten). Closing the generator early
+    (``gen.close()``) stops training after the current batch and still saves the model.
     """
     t0 = time.perf_counter()  # a time budget counts from here
     stop = stop or StopFlag()
-    model_dir = Path(model_dir) if model_dir else new_model_dir(Path(outdir), cfg)
-    info: dict = {"data": data_info or {}}
+    given, model_dir = model_dir, Path(model_dir or outdir)  # the folder once claimed
+    claimed = False
     try:
         if cfg.batch_size > len(patches.X):
             raise ValueError(f"batch size {cfg.batch_size} is larger than the "
@@ -212,12 +215,18 @@ def train(
         if patches.patch_size != cfg.patch_size:
             raise ValueError(f"patches are {patches.patch_size}px but the config says "
                              f"{cfg.patch_size}px")
-        model_dir.parent.mkdir(parents=True, exist_ok=True)
-        model = build_care(cfg, model_dir.name, model_dir.parent)
-        info["precision_used"] = model.precision
+        meta = _meta(cfg, patches, data_info)
+        model_dir = check_new_model_dir(given) if given else new_model_dir(Path(outdir), cfg)
+        claimed = not given
+        with warnings.catch_warnings():  # CSBDeep: the folder we just claimed "exists"
+            warnings.filterwarnings("ignore", "output path for model already exists")
+            model = build_care(cfg, model_dir.name, model_dir.parent)
+        info: dict = {"meta": meta.but(precision=model.precision)}  # + the budget's plan
         atomic_weight_saves(model.keras_model)
-        write_meta(model_dir, _meta(cfg, patches, "training", **info))
+        write_meta(model_dir, info["meta"])
     except Exception as exc:
+        if claimed:
+            release_claim(model_dir)  # a folder we claimed and left empty
         if isinstance(exc, OSError):
             yield Failed(os_error_message(model_dir, "creating it", exc), None)
         else:
@@ -248,8 +257,9 @@ def train(
                 outcome["history"] = _fit(model, patches, run_cfg, callback)
         except BaseException as exc:  # noqa: BLE001 - reported as a Failed event
             outcome["error"] = (exc, traceback.format_exc())
-        finally:
-            save_error = save_weights(model)
+        finally:  # after a full disk, keep the best weights: writing more cannot work
+            error = outcome.get("error", (None,))[0]
+            save_error = None if disk_full(error) else save_weights(model)
             if save_error is not None and "error" not in outcome:
                 outcome["error"] = (save_error, "")
             events.put(None)
@@ -286,27 +296,28 @@ def _conclude(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: di
 def _conclude_meta(model_dir: Path, cfg: TrainConfig, patches: PatchData, outcome: dict,
                    callback, info: dict) -> Finished | Failed:
     history, stopped = outcome.get("history", {}), callback.stopped
+    meta: ModelMeta = info["meta"].but(budget=info.get("budget"))
     if "error" in outcome:
         exc, details = outcome["error"]
         if isinstance(exc, OSError):  # saving weights (our save or CSBDeep's checkpoint)
             msg = os_error_message(model_dir, "saving weights", exc)
-            write_meta(model_dir, _meta(cfg, patches, "failed", error=msg, **info))
+            write_meta(model_dir, meta.but(status=Status.FAILED, error=msg))
             return Failed(msg, model_dir)
-        write_meta(model_dir, _meta(cfg, patches, "failed", error=str(exc), **info))
+        write_meta(model_dir, meta.but(status=Status.FAILED, error=str(exc)))
         return Failed(f"training {cfg.loss.name.value} failed: {exc}", model_dir, details)
     if callback.nonfinite is not None:  # CSBDeep's TerminateOnNaN ended it
         epoch, step, loss = callback.nonfinite
         msg = (f"training {cfg.loss.name.value} diverged: the loss became {loss} at step "
                f"{step} of epoch {epoch}; try a lower learning rate")
-        write_meta(model_dir, _meta(cfg, patches, "failed", error=msg, history=history, **info))
+        write_meta(model_dir, meta.but(status=Status.FAILED, error=msg, history=history))
         return Failed(msg, model_dir)
     if not history:  # generator closed before fit returned
-        write_meta(model_dir, _meta(cfg, patches, "stopped", **info))
+        write_meta(model_dir, meta.but(status=Status.STOPPED))
         return Finished(model_dir, True, 0, float("nan"), {})
     val = [v for v in history.get("val_loss", []) if math.isfinite(v)]
     best = min(val) if val else float("nan")
-    write_meta(model_dir, _meta(cfg, patches, "stopped" if stopped else "finished",
-                                history=history, best_val_loss=best, **info))
+    write_meta(model_dir, meta.but(status=Status.STOPPED if stopped else Status.FINISHED,
+                                   history=history, best_val_loss=best))
     return Finished(model_dir, stopped, len(history.get("loss", [])), best, history)
 
 
