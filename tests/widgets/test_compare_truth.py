@@ -225,3 +225,36 @@ def test_restore_files_writes_one_file_per_file_and_method(dock, qtbot, tmp_path
     status = widget.status.text()
     assert status.startswith("wrote 4 of 4 restored file(s)"), status
     assert "a_tif_TV.tif exists" in status and "a_tif_TV_2.tif" in status
+
+
+@pytest.mark.slow
+def test_two_models_of_one_loss_get_two_panels_rows_and_files(dock, qtbot, tmp_path):
+    """Two Laplace models: distinct method names, a panel and a row each, and Restore
+    files… writes one file per model (the count said is the count on disk)."""
+    import tifffile
+
+    from napari_care_losses._tf import ensure_tensorflow
+    from napari_care_losses.io.data import make_patches
+    from napari_care_losses.training.trainer import run_training
+
+    from ..conftest import tiny_config
+
+    viewer, widget = dock
+    ensure_tensorflow()  # after napari's OpenGL (RTLD_DEEPBIND): see napari_care_losses._tf
+    low, high = load_sample(0, "train")
+    patches = make_patches(low[:2], high[:2], patch_size=32, patches_per_image=16, seed=0)
+    for seed in (1, 2):
+        REGISTRY.add(run_training(patches, tiny_config("laplace", epochs=1, steps_per_epoch=2,
+                                                       seed=seed), tmp_path / "m").model_dir)
+    names = [s.name for s in widget.checked_specs() if s.loss == "laplace"]
+    assert len(names) == 2 and len(set(names)) == 2
+    run(widget, qtbot, names, timeout=240000)
+    assert set(names) <= set(widget.results) and set(names) <= set(rows(widget))
+    assert set(names) <= {lyr.name for lyr in viewer.layers}
+    src = tmp_path / "field.tif"
+    tifffile.imwrite(src, load_sample(0, "test")[0][:1], photometric="minisblack")
+    with qtbot.waitSignal(widget.run_finished, timeout=240000):
+        widget.restore_files([str(src)], str(tmp_path / "out"))
+    images = [p for p in (tmp_path / "out").glob("*.tif") if not p.stem.endswith("_scale")]
+    assert len(images) == 2, sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert widget.status.text().startswith("wrote 2 of 2 restored file(s)")
