@@ -59,8 +59,11 @@ def _without_import_notices():
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 sys.stderr.flush()
             os.dup2(saved, 2)
-            if crash_report:
-                faulthandler.enable(file=sys.stderr)
+            if crash_report:  # a sys.stderr without a file descriptor (pytest's capture):
+                try:  # back to file descriptor 2
+                    faulthandler.enable(file=sys.stderr)
+                except (OSError, ValueError):
+                    faulthandler.enable(file=2)
             real.close()
             os.close(saved)
             held.seek(0)

@@ -88,9 +88,10 @@ def _check_finite(what: str, image, source, model) -> None:
 
 
 def cmd_predict(args) -> int:
-    from .io.tiff import write_tiff
+    from .io.tiff import refuse_existing, write_tiff
     from .restore.predict import load_model
 
+    refuse_existing(args.output, args.scale_output, overwrite=args.overwrite)
     model = load_model(args.model)
     print(f"Restoring {args.input} with {model.name} ({model.loss.name.value}) ...")
     res = model.restore(args.input, tile_size=args.tile_size,
@@ -118,6 +119,7 @@ def cmd_evaluate(args) -> int:
     from functools import partial
 
     from .io.data import open_pair, release
+    from .io.tiff import refuse_existing
     from .models.package_import import resolve_model_source
     from .restore.engine import Calibration, MethodSpec, restore_all_or_raise
     from .restore.metrics import ConstantGroundTruthError, score, score_stack
@@ -125,6 +127,7 @@ def cmd_evaluate(args) -> int:
 
     if args.metric == "raw" and args.data_range is None:
         raise ValueError("--metric raw needs --data-range (e.g. 255 for 8-bit images)")
+    refuse_existing(args.output, overwrite=args.overwrite)
     scorer = partial(score, mode=args.metric, data_range=args.data_range)
     # a bioimage.io package (.zip or its unpacked folder) is unpacked into the cache first
     specs = [MethodSpec.for_model(resolve_model_source(m)) for m in args.model or []]
@@ -208,6 +211,11 @@ def _add_channel(p: argparse.ArgumentParser) -> None:
                         "files without channels are read as they are")
 
 
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that exist (default: refuse)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="napari-care-losses",
@@ -241,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--scale-output", type=Path, help="Laplace models: write the scale map")
+    _add_overwrite(p)
     p.add_argument("--tile-size", type=_number(int, 16), default=512,
                    help="max tile side in pixels (>= 16)")
     _add_channel(p)
@@ -263,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("care", "raw"), default="care")
     p.add_argument("--data-range", type=_number(float, 0, inclusive=False), default=None,
                    help="for --metric raw (> 0)")
+    _add_overwrite(p)
     _add_channel(p)
     p.set_defaults(func=cmd_evaluate)
 

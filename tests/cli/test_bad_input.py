@@ -388,3 +388,21 @@ def test_a_package_of_constant_weights_is_refused_before_unpacking(tmp_path, mon
         _check_size(package, "weights.keras")
     monkeypatch.setenv("NAPARI_CARE_LOSSES_MAX_UNPACK_MB", "200")  # the user trusts it
     _check_size(package, "weights.keras")
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "MODEL", "IN", "-o", "OUT"],
+    ["evaluate", "IN", "IN", "--baseline", "tv", "-o", "OUT"],
+    ["export", "MODEL", "-o", "OUT"],
+])
+def test_an_existing_output_is_refused_before_any_work(tmp_path, capsys, argv):
+    out = tmp_path / "out.file"
+    out.write_bytes(b"keep me")
+    tifffile.imwrite(tmp_path / "in.tif", np.ones((2, 32, 32), np.uint8))
+    names = {"MODEL": str(tmp_path / "no-model"), "IN": str(tmp_path / "in.tif"),
+             "OUT": str(out)}
+    rc, err = run_cli(capsys, *(names.get(a, a) for a in argv))
+    assert rc == 2
+    assert one_error_line(err) == (f"napari-care-losses {argv[0]}: error: {out} already "
+                                   "exists; pass --overwrite to replace it")
+    assert out.read_bytes() == b"keep me"

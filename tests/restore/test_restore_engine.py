@@ -24,7 +24,7 @@ from napari_care_losses.restore.engine import (
     restore_all,
     restore_and_score,
 )
-from napari_care_losses.workers.restore_child import RestoreProcess
+from napari_care_losses.workers.restore_runs import RestoreProcess
 
 from ..conftest import tiny_config
 
@@ -124,8 +124,8 @@ def test_child_process_matches_in_process_and_survives_a_kill(tiny_model, sample
 
 def test_the_parent_never_loads_tensorflow(tmp_path):
     """Importing the engine and the process runner loads no TensorFlow (napari's process)."""
-    code = ("import sys; import napari_care_losses.workers.restore_child, "
-            "napari_care_losses.restore.engine, napari_care_losses.workers.training_child, "
+    code = ("import sys; import napari_care_losses.workers.restore_runs, "
+            "napari_care_losses.restore.engine, napari_care_losses.workers.training_runs, "
             "napari_care_losses.models.folder, napari_care_losses.restore.predict; "
             "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

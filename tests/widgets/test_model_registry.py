@@ -112,7 +112,7 @@ def test_the_model_list_ends_its_export_process_when_it_goes(qtbot, monkeypatch)
     from qtpy.QtCore import QCoreApplication, QEvent
 
     from napari_care_losses._widgets.model_list import ModelList
-    from napari_care_losses.workers import restore_child
+    from napari_care_losses.workers import restore_runs
 
     closed: list[bool] = []
 
@@ -120,7 +120,7 @@ def test_the_model_list_ends_its_export_process_when_it_goes(qtbot, monkeypatch)
         def close(self) -> None:
             closed.append(True)
 
-    monkeypatch.setattr(restore_child, "RestoreProcess", Process)
+    monkeypatch.setattr(restore_runs, "RestoreProcess", Process)
     widget = ModelList()
     widget._restore_process()  # as the first export or package import starts it
     widget.deleteLater()

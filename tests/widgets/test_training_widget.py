@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 
@@ -21,6 +20,8 @@ from napari_care_losses._widgets.model_registry import REGISTRY  # noqa: E402
 from napari_care_losses.models.folder import read_meta  # noqa: E402
 from napari_care_losses.restore.predict import load_model  # noqa: E402
 from napari_care_losses.sample_data import load_sample  # noqa: E402
+
+from ..workers.processes import workers  # noqa: E402
 
 TIMEOUT_MS = 90_000
 
@@ -216,8 +217,8 @@ def test_closing_the_viewer_stops_training(dock, qtbot, tmp_path):
     dock.viewer.close()
     qtbot.waitUntil(stop.is_set, timeout=5000)
 
-    def training_processes() -> list[multiprocessing.Process]:
-        return [p for p in multiprocessing.active_children() if p.name == "care-train"]
+    def training_processes() -> list[int]:
+        return workers()
 
     qtbot.waitUntil(lambda: not training_processes(), timeout=TIMEOUT_MS)
     # the child ended after its current batch and saved a loadable model

@@ -1,6 +1,6 @@
 """The compare dock's runs: Restore, Restore files and re-scoring, fed into the session.
 
-Each run goes through the dock's :class:`..workers.restore_child.RestoreProcess` (a warm
+Each run goes through the dock's :class:`..workers.restore_runs.RestoreProcess` (a warm
 child process running the core's restore-and-score engine) in a ``thread_worker``; this
 controller turns the engine's events into calls of the dock's
 :class:`..restore.compare_session.CompareSession` (which the layers, the table and the

@@ -2,7 +2,7 @@
 
 Pick an input (low) layer, an optional ground truth (high) layer, trained models from the
 session registry and the classical baselines; *Restore* runs the core's restore-and-score
-engine in a warm child process (:class:`..workers.restore_child.RestoreProcess`: TensorFlow never
+engine in a warm child process (:class:`..workers.restore_runs.RestoreProcess`: TensorFlow never
 loads in napari's process) and shows each method as it finishes. *Stop* is checked between
 frames: methods that finished are kept, the method in progress is discarded, the remaining
 ones are not run. A child that dies is reported and the next Restore starts a new one.
@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 from ..restore.compare_session import CompareSession, Source
 from ..restore.engine import MethodResult, MethodSpec
 from ..restore.metrics import Score
-from ..workers.restore_child import RestoreProcess
+from ..workers.restore_runs import RestoreProcess
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, STRENGTH_DEFAULT, as_frames
 from ._compare_pickers import (

@@ -86,7 +86,7 @@ def unpack_package(process, path: str | Path, on_folder, on_error):
     or ``on_error(message)`` in the GUI thread. Returns the worker."""
     from napari.qt.threading import create_worker
 
-    from ..workers.restore_child import ModelResolved
+    from ..workers.protocol import ModelResolved
 
     def report(event) -> None:
         if isinstance(event, ModelResolved):
@@ -230,7 +230,7 @@ class ModelList(QGroupBox):
     def _restore_process(self):
         """The child process for exports and package imports (started when first needed)."""
         if self._owned["process"] is None:
-            from ..workers.restore_child import RestoreProcess
+            from ..workers.restore_runs import RestoreProcess
 
             self._owned["process"] = RestoreProcess()
         return self._owned["process"]
@@ -249,7 +249,7 @@ class ModelList(QGroupBox):
         result is a notification. Returns the worker."""
         from napari.qt.threading import create_worker
 
-        from ..workers.restore_child import PackageWritten
+        from ..workers.protocol import PackageWritten
 
         force = model.folder.status != FINISHED  # a stopped model: the user chose it
 

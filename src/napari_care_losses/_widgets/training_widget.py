@@ -1,7 +1,7 @@
 """Training dock (issue #3): pick low/high layers and losses, train, watch the curves.
 
 Layers become arrays and settings a :class:`TrainConfig` here, at the edge; the background
-job (:func:`..training.jobs.run_jobs`, in a child process: :mod:`..workers.training_child`) sees
+job (:func:`..training.jobs.run_jobs`, in a child process: :mod:`..workers.training_runs`) sees
 neither widgets nor layers. Finished and loaded models go to the shared :data:`REGISTRY`.
 """
 
@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..training.jobs import JobEvent, Preparing, PreviewReady
 from ..training.trainer import BatchEnd, EpochEnd, Failed, Finished, Started, StopFlag
-from ..workers.training_child import run_jobs_in_process
+from ..workers.training_runs import run_jobs_in_process
 from ._layers import (
     LayerPicker,
     image_problem,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.tiff import atomic_path
+from ..io.tiff import atomic_path, refuse_existing
 from ..models.folder import CSBDEEP_CONFIG, FINISHED, META_FILE, ModelFolder, write_meta
 from ..models.meta import ModelMeta
 from ..models.package_import import summary_errors
@@ -343,10 +343,13 @@ def add_parser(sub) -> None:
                    help="SPDX licence id (default BSD-3-Clause; e.g. CC-BY-4.0)")
     p.add_argument("--name", default=None, help="package name (default: from the model)")
     p.add_argument("--description", default=None, help="one-paragraph description")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the package file if it exists (default: refuse)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
+    refuse_existing(args.output, overwrite=args.overwrite)
     result = export_package(args.model, args.output, force=args.force, authors=args.author,
                             license=args.license, name=args.name, description=args.description)
     if not args.author:

@@ -303,6 +303,14 @@ def _reader(path: Path, tif, series, shape: tuple[int, ...], dtype: np.dtype):
     return read_at
 
 
+def refuse_existing(*paths: str | Path | None, overwrite: bool = False) -> None:
+    """A file is never overwritten silently: one clear line for an existing output, unless
+    the user asked to replace it (``--overwrite``). Checked before any work is done."""
+    for path in paths:
+        if path is not None and not overwrite and Path(path).exists():
+            raise DataError(f"{path} already exists; pass --overwrite to replace it")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary file next to ``path`` that replaces ``path`` if the block succeeds.

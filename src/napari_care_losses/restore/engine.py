@@ -4,7 +4,7 @@
 baseline and how its strength is set); :func:`open_method` turns it into a :class:`Method`
 that restores one frame at a time. :func:`restore_and_score` runs several methods over a
 stack, scores every frame against the ground truth and yields typed events. The compare
-dock (through :mod:`..workers.restore_child`, in a child process), ``evaluate``, the demo, the
+dock (through :mod:`..workers.restore_runs`, in a child process), ``evaluate``, the demo, the
 experiment score jobs and the benchmarks all call it.
 
 A restoration with a NaN or infinite pixel is never reported as a result: the method

@@ -2,7 +2,7 @@
 
 Qt-free and layer-free on purpose: it gets frames (:class:`FrameStack`) and configs and talks
 back only through the values it yields. The dock runs it in a child process
-(:mod:`..workers.training_child`), never in napari's own: TensorFlow loads only there. Each
+(:mod:`..workers.training_runs`), never in napari's own: TensorFlow loads only there. Each
 model goes into a folder of its own, claimed in the output folder
 (:func:`..models.folder.claim_model_dir`).
 """

@@ -93,15 +93,25 @@ TrainingEvent = Started | BatchEnd | EpochEnd | Finished | Failed
 class StopFlag:
     """Stop request shared between a UI/CLI and the training thread.
 
-    Wraps a ``threading.Event``, or any event with ``set``/``is_set`` (e.g. a
-    ``multiprocessing`` event, when the request comes from another process).
+    Wraps a ``threading.Event``, or any event with ``set``/``is_set`` (e.g. a worker's
+    control channel, when the request comes from another process). :meth:`when_set`
+    callbacks run in the thread that calls :meth:`set` (a worker process is told at once,
+    even while nobody reads its events).
     """
 
     def __init__(self, event=None) -> None:
         self._event = event if event is not None else threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
 
     def set(self) -> None:
         self._event.set()
+        for callback in list(self._callbacks):
+            callback()
+
+    def when_set(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` on every :meth:`set`; returns a function that removes it."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback) if callback in self._callbacks else None
 
     def is_set(self) -> bool:
         return self._event.is_set()
