@@ -8,7 +8,9 @@ Trains small Laplace, FFT and bandpass models on the bundled W2S training crops 
 two on a laptop CPU) unless model folders are given with ``--models``, opens the training pair
 and the held-out pair (as File ▸ Open Sample does), restores the held-out pair with the models
 plus TV and NL-means, and saves ``docs/screenshots/compare_grid.png`` (1600×1000 window) and
-``docs/screenshots/compare_grid_1280x800.png`` (the same session at 1280×800).
+``docs/screenshots/compare_grid_1280x800.png`` (the same session at 1280×800), with the
+training dock docked beside the compare dock (``--no-training-dock``: the compare dock
+alone).
 """
 
 from __future__ import annotations
@@ -42,6 +44,28 @@ def train_models(outdir: Path, epochs: int, steps: int) -> list[Path]:
     return dirs
 
 
+def failure_screenshot(viewer, widget, loop, out: Path) -> None:
+    """A run that fails: the held-out input with one NaN pixel, restored with TV and
+    NL-means (every method fails; panels, rows and the status line say why)."""
+    import numpy as np
+    from qtpy.QtCore import QTimer
+
+    low = np.asarray(widget.input_layer().data, np.float32).copy()
+    low[0, 100, 100] = np.nan
+    viewer.add_image(low, name="W2S ch0 test low (NaN pixel)")
+    widget.set_input("W2S ch0 test low (NaN pixel)")
+    widget.set_checked_methods(["TV", "NL-means"])
+    widget.restore()
+    for _ in range(3):
+        QTimer.singleShot(400, loop.quit)
+        loop.exec_()
+    viewer.window._qt_window.resize(1280, 800)
+    QTimer.singleShot(600, loop.quit)
+    loop.exec_()
+    viewer.screenshot(str(out), canvas_only=False)
+    print(f"saved {out}: {widget.status.text()!r}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", type=Path, default=None,
@@ -50,9 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--frame", type=int, default=0, help="frame shown (held-out field)")
+    parser.add_argument("--no-training-dock", action="store_true",
+                        help="only the compare dock (default: the training dock too)")
+    parser.add_argument("--no-failure", action="store_true",
+                        help="skip compare_failed_1280x800.png (a run on a NaN input)")
     parser.add_argument("--sizes", nargs="+", default=["1600x1000", "1280x800"],
                         help="window sizes, WxH (the first is compare_grid.png)")
     args = parser.parse_args(argv)
+    # a home of its own: the docks list the models of the remembered models folder, which
+    # would add the user's own models to the screenshot
+    os.environ["NAPARI_CARE_LOSSES_HOME"] = tempfile.mkdtemp(prefix="care_shot_home_")
 
     # napari's OpenGL (Mesa) must be loaded before TensorFlow: the other way round, Mesa's
     # LLVM binds to TensorFlow's and the first draw crashes (napari_care_losses._tf).
@@ -73,8 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     REGISTRY.clear()
     for path in model_dirs:
         REGISTRY.add(path)
+    if not args.no_training_dock:  # both docks, as a user who trained and compares has them
+        from napari_care_losses._widgets.training_widget import TrainingWidget
+
+        train_dock = viewer.window.add_dock_widget(TrainingWidget(viewer), name="Train CARE",
+                                                   area="right")
     widget = CompareWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Compare restorations", area="right")
+    compare_dock = viewer.window.add_dock_widget(widget, name="Compare restorations",
+                                                 area="right")
     window = viewer.window._qt_window
     width, height = (int(v) for v in args.sizes[0].split("x"))
     window.resize(width, height)
@@ -93,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     for i, size in enumerate(args.sizes):
         width, height = (int(v) for v in size.split("x"))
         window.resize(width, height)
+        if not args.no_training_dock:  # the compare dock scrolls: give it most of the height
+            from qtpy.QtCore import Qt
+
+            window.resizeDocks([train_dock, compare_dock], [height // 3, height],
+                               Qt.Orientation.Vertical)
         for _ in range(3):  # let Qt lay out the window, then the canvas the grid and labels
             QTimer.singleShot(300, loop.quit)
             loop.exec_()
@@ -103,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.outdir / ("compare_grid.png" if i == 0 else f"compare_grid_{size}.png")
         viewer.screenshot(str(out), canvas_only=False)
         print(f"saved {out} (window {window.width()}x{window.height()})", flush=True)
+    if not args.no_failure:
+        failure_screenshot(viewer, widget, loop, args.outdir / "compare_failed_1280x800.png")
     viewer.close()
     sys.stdout.flush()
     # TensorFlow and Mesa's software GL both bundle LLVM and crash in their C++ exit

@@ -173,10 +173,10 @@ def test_rerun_replaces_and_no_ground_truth(dock, registry, qtbot):
     lap, _ = names(registry)
     widget.set_ground_truth(None)
     run(widget, qtbot, ["TV", lap])
-    run(widget, qtbot, ["TV"])  # same name: replaced, not duplicated
+    run(widget, qtbot, ["TV"])  # same name: replaced, not duplicated; the unticked goes
     # the unused high layer is not part of the comparison: after it, hidden in the grid
-    assert [lyr.name for lyr in viewer.layers] == [LOW, lap, "TV", HIGH]
-    assert L.grid_panels(viewer) == [LOW, lap, "TV"]
+    assert [lyr.name for lyr in viewer.layers] == [LOW, "TV", HIGH]
+    assert L.grid_panels(viewer) == [LOW, "TV"]
     assert not viewer.layers[HIGH].visible
     assert panel_text(viewer.layers[HIGH]) is None
     assert panel_text(viewer.layers["TV"]) == "TV\nno ground truth"
@@ -185,7 +185,7 @@ def test_rerun_replaces_and_no_ground_truth(dock, registry, qtbot):
     # choosing a ground truth afterwards scores the existing results (and shows it)
     with qtbot.waitSignal(widget.run_finished, timeout=60000):
         widget.set_ground_truth(HIGH)
-    assert L.grid_panels(viewer) == [LOW, HIGH, lap, "TV"]
+    assert L.grid_panels(viewer) == [LOW, HIGH, "TV"]
     widget.grid_check.setChecked(False)  # grid off: every layer visible again
     assert all(lyr.visible for lyr in viewer.layers)
     tv = score(np.asarray(viewer.layers["TV"].data)[0], high[0])
@@ -201,14 +201,14 @@ def test_stop_discards_the_method_in_progress(dock, qtbot):
     viewer.add_image(np.concatenate([low] * 6), name="long low")  # 12 frames
     widget.set_input("long low")
     widget.set_ground_truth(None)
-    original = widget._on_event
+    original = widget.control._on_event
 
     def stop_in_nlm(ev):
         original(ev)
         if isinstance(ev, MethodStarted) and ev.name == "NL-means":
             widget.stop()
 
-    widget._on_event = stop_in_nlm
+    widget.control._on_event = stop_in_nlm
     run(widget, qtbot, ["TV", "NL-means"])
     assert "TV" in viewer.layers and "NL-means" not in viewer.layers
     assert viewer.layers["TV"].data.shape == (12, *low.shape[1:])
@@ -245,7 +245,8 @@ def test_restore_files_from_the_dock(dock, qtbot, tmp_path):
     with qtbot.waitSignal(widget.run_finished, timeout=120000):
         widget.restore_files([str(src)], str(tmp_path / "out"))
     out = tmp_path / "out" / "field_TV.tif"
-    assert out.is_file() and tifffile.imread(out).shape == low.shape
+    assert out.is_file(), widget.message()
+    assert tifffile.imread(out).shape == low.shape
     assert widget.status.text().startswith("wrote 1 of 1 restored file(s)")
     assert not widget.results  # files are not added to the comparison
 

@@ -94,3 +94,32 @@ def panel_title(spec: MethodSpec) -> str:
         return spec.short
     n = f" #{match[4]}" if match[4] else ""
     return f"{spec.short} {match[1]}:{match[2]}:{match[3]}{n}"
+
+
+#: A reason on a panel: at most this many lines of this many characters (the table's
+#: tooltip and the status line have it whole).
+PANEL_REASON_LINES, PANEL_REASON_CHARS = 2, 26
+
+
+def short_reason(text: str, width: int = PANEL_REASON_CHARS,
+                 lines: int = PANEL_REASON_LINES) -> str:
+    """The first line of ``text`` wrapped to ``lines`` lines of ``width`` characters, the
+    last one ending in an ellipsis when cut (a narrow grid panel clips longer lines)."""
+    import textwrap
+
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    wrapped = textwrap.wrap(first, width) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][:width - 1] + "…"
+    return "\n".join(wrapped)
+
+
+def first_bad_frame(frames: np.ndarray) -> int | None:
+    """The first frame with a NaN or infinite pixel (``None``: all finite)."""
+    if np.issubdtype(frames.dtype, np.integer):
+        return None
+    for t, frame in enumerate(frames):
+        if not np.isfinite(frame).all():
+            return t
+    return None

@@ -72,9 +72,10 @@ def reorder(viewer: napari.Viewer, first: list[Layer]) -> None:
     """Put ``first`` at list indices 0, 1, … (grid panels left→right, top→bottom)."""
     layers = viewer.layers
     first = [lyr for lyr in dict.fromkeys(first) if lyr in layers]
-    order = first + [lyr for lyr in layers if lyr not in first]
-    indices = [layers.index(lyr) for lyr in order]
-    if indices != list(range(len(layers))):
+    indices = [layers.index(lyr) for lyr in first]
+    if indices != list(range(len(first))):
+        # only the panels are moved (to the front, in order; the rest keep theirs): napari
+        # 0.9's move_multiple fails ("pop index out of range") on some full permutations
         layers.move_multiple(indices, 0)
 
 

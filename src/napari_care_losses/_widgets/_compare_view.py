@@ -1,43 +1,52 @@
-"""What the compare dock shows: layers in grid order, panel texts, metrics table, spectra.
+"""What the compare dock shows of its :class:`..restore.compare_session.CompareSession`:
+result layers in grid order, panel texts, the metrics table and the spectra.
 
-Scores are cached per table row and frame (``score`` is the core's CARE-style metric);
-the cache is dropped when the input or ground-truth layer changes, and per row when a
-method's result is replaced.
+The view keeps no results or scores of its own: it follows the session's signals. A new run
+removes the panels of methods it does not run; a method it runs again keeps its layer (a
+new layer costs napari a grid rebuild), dimmed and titled "restoring…" until its new result
+or its failure replaces it. A failed method gets an empty panel that says why.
 """
 
 from __future__ import annotations
 
-import weakref
-from functools import partial
-
 import numpy as np
 
-from ..restore.engine import MethodResult
-from ..restore.metrics import Score, score
+from ..restore.compare_session import DONE, FAILED, PENDING, RUNNING, CompareSession, Entry
 from ..restore.spectra import RadialSpectrum, radial_power_spectrum
 from . import _compare_layers as L
-from ._compare_jobs import error_map, format_score, panel_title, spectrum_input
-from ._overlays import remove_panel_text, set_panel_text
+from ._compare_grid import GridArranger
+from ._compare_jobs import (
+    as_frames,
+    error_map,
+    first_bad_frame,
+    format_score,
+    panel_title,
+    short_reason,
+    spectrum_input,
+)
+from ._overlays import font_for_panel, remove_panel_text, set_panel_text
 
 GT_LABEL = "Ground truth"
+#: Opacity of a panel whose method is being restored again (its old result until then).
+PENDING_OPACITY = 0.35
 
 
-class CompareView:
-    """Presentation state of the compare dock (kept apart to keep files small)."""
+class CompareView(GridArranger):
+    """Presentation of the session in the viewer and the dock's table and spectrum."""
 
-    def __init__(self, widget) -> None:  # the CompareWidget that owns this view
-        self.w = widget
-        self.viewer = widget.viewer
-        self._scores: dict[str, dict[int, Score]] = {}
-        self._context: tuple = (None, None)
+    def __init__(self, widget, session: CompareSession) -> None:
+        super().__init__(widget)
+        self.session = session
         self._errors_on: set[str] = set()
-        self._overlaid: weakref.WeakSet = weakref.WeakSet()
-        self._n_panels = 0
-        self._hidden: weakref.WeakSet = weakref.WeakSet()  # layers the grid hid
         self._spectra: dict[tuple, RadialSpectrum] = {}
         self.spectrum = None
         self._table_args: tuple | None = None
-        self._pinned: tuple[int, int] | None = None  # grid shape fixed for a run
+        self._font = None  # the panel labels' font size
+        self._input_check: tuple = (None, None)  # (input key, its problem)
+        session.run_started.connect(self._on_run_started)
+        session.entry_changed.connect(self._on_entry)
+        session.scores_changed.connect(self._on_scores)
+        session.run_ended.connect(self._on_run_ended)
 
     # ------------------------------------------------------------------ rows and scores
 
@@ -45,89 +54,166 @@ class CompareView:
         layer = self.w.input_layer()
         return f"Input ({layer.name})" if layer is not None else None
 
-    def rows(self) -> dict[str, np.ndarray]:
-        """Table rows: the input, then every result in panel order (name → stack)."""
+    def rows(self) -> dict[str, np.ndarray | None]:
+        """Table rows: the input, then every finished or failed method of the run in panel
+        order (name → stack; ``None`` for a failed method)."""
         rows = {}
         low = self.w.input_frames()
         if low is not None:
             rows[self.input_key()] = low
-        for res in sorted(self.w.results.values(), key=lambda r: r.spec.rank):
-            rows[res.spec.name] = res.image
+        for e in self.session.shown():
+            rows[e.name] = e.result.image if e.state == DONE else None
         return rows
 
     def n_frames(self) -> int:
         low = self.w.input_frames()
         return len(low) if low is not None else 0
 
-    def cached_scores(self, name: str) -> list[Score | None]:
-        cache = self._scores.get(name, {})
-        return [cache.get(t) for t in range(self.n_frames())]
+    def cached_scores(self, name: str) -> list:
+        """Per-frame scores of a row (``None`` where not computed)."""
+        if name == self.input_key():
+            return self.session.cached_input_scores(self.n_frames())
+        entry = self.session.entries.get(name)
+        return self.session.scores(entry) if entry is not None else []
 
-    def store_scores(self, name: str, scores: list[Score]) -> None:
-        self._scores[name] = dict(enumerate(scores))
-        self.refresh_table()
-        self.update_overlays()
+    def frame_text(self, name: str, t: int) -> str:
+        """The score lines of a row's panel at frame ``t`` (or why it has none)."""
+        gt, low = self.w.ground_truth_frames(), self.w.input_frames()
+        if name == self.input_key():
+            s = (self.session.input_score(t, low[t], gt[t])
+                 if gt is not None and low is not None and gt.shape == low.shape
+                 else "no ground truth" if gt is None else "ground truth does not fit")
+            return short_reason(s) if isinstance(s, str) else format_score(s)
+        entry = self.session.entries[name]
+        note = self.session.row_note(entry)
+        if note is not None:
+            return note if note == "no ground truth" else short_reason(note)
+        try:
+            return format_score(self.session.frame_score(entry, t, gt[t]))
+        except (ValueError, ArithmeticError) as exc:  # e.g. a constant ground truth
+            return short_reason(f"not scored: {exc}")
 
-    def unscored(self, gt: np.ndarray | None) -> dict[str, np.ndarray]:
-        if gt is None:
-            return {}
-        return {name: img for name, img in self.rows().items()
-                if img.shape == gt.shape and None in self.cached_scores(name)}
-
-    def frame_score(self, name: str, stack: np.ndarray, t: int) -> Score | None:
-        """Score of one frame (cached; computed here if the workers have not yet)."""
-        gt = self.w.ground_truth_frames()
-        if gt is None or gt.shape != stack.shape:
+    def input_problem(self) -> str | None:
+        """Why the current input cannot be scored (NaN or infinite pixels), else ``None``;
+        looked at once per input array."""
+        layer = self.w.input_layer()
+        if layer is None:
             return None
-        cache = self._scores.setdefault(name, {})
-        if t not in cache:
-            cache[t] = score(stack[t], gt[t])
-        return cache[t]
+        key = (layer.name, id(layer.data))
+        if self._input_check[0] != key:
+            bad = first_bad_frame(as_frames(np.asarray(layer.data)))
+            self._input_check = (key, None if bad is None else
+                                 f"the input has NaN or infinite pixels in frame {bad}")
+        return self._input_check[1]
 
     def on_data_changed(self) -> None:
-        context = (self.w.input_layer(), self.w.gt_layer())
-        if context != self._context:
-            self._context = context
-            self._scores.clear()
-            self._spectra.clear()
-            for name in list(self._errors_on):
-                self.set_error_map(name, context[1] is not None)
+        """The pickers changed: texts, table and error maps follow (scores are per gt)."""
+        self._spectra.clear()
+        gt_ok = self.w.ground_truth_frames() is not None and self.session.same_input()
+        for name in list(self._errors_on):
+            self.set_error_map(name, gt_ok)
         self.arrange()
         self.refresh_table()
 
+    # ------------------------------------------------------------------ session events
+
+    def _on_run_started(self, run, removed: list[Entry]) -> None:
+        self._errors_on.clear()
+        self._spectra.clear()
+        for layer in list(self.viewer.layers):
+            if L.role(layer) == "error":
+                self.viewer.layers.remove(layer)
+        for entry in removed:
+            if entry.name not in run.methods:
+                self._remove_layers(entry.name)
+            else:  # restored again: its old result, dimmed, until the new one comes
+                for name in (entry.name, entry.name + L.UNCERTAINTY_SUFFIX):
+                    layer = L.find(self.viewer, name)
+                    if layer is not None and L.role(layer) is not None:
+                        layer.opacity = PENDING_OPACITY
+        self.arrange()
+        self.refresh_table()
+        self.update_spectrum()
+
+    def _remove_layers(self, name: str) -> None:
+        for suffix in ("", L.UNCERTAINTY_SUFFIX, L.ERROR_SUFFIX):
+            layer = L.find(self.viewer, name + suffix)
+            if layer is not None and L.role(layer) is not None:
+                remove_panel_text(layer)
+                self.viewer.layers.remove(layer)
+
+    def _on_entry(self, entry: Entry) -> None:
+        if entry.state == DONE:
+            self.show_result(entry)
+        elif entry.state == FAILED:
+            self.show_failure(entry)
+        else:  # discarded or not run: its previous result is not this run's
+            self._remove_layers(entry.name)
+            self.arrange()
+            self.refresh_table()
+
+    def _on_scores(self) -> None:
+        self.refresh_table()
+        self.update_overlays()
+
+    def _on_run_ended(self, run) -> None:
+        for entry in self.session.entries.values():
+            if entry.state not in (DONE, FAILED):
+                self._remove_layers(entry.name)
+        self.arrange()
+        self.refresh_table()
+        self.update_spectrum()
+
     # ------------------------------------------------------------------ layers
 
-    def show_result(self, result: MethodResult) -> None:
-        name = result.spec.name
-        self._scores.pop(name, None)
-        self._spectra = {k: v for k, v in self._spectra.items() if k[0] != name}
-        if result.scores is not None:
-            self._scores[name] = dict(enumerate(result.scores))
-        L.put_image(self.viewer, name, result.image, self.w.input_layer(), "result", name,
-                    index=self._insert_index(name))
+    def show_result(self, entry: Entry) -> None:
+        name, result = entry.name, entry.result
+        layer = L.put_image(self.viewer, name, result.image, self.w.input_layer(), "result",
+                            name, index=self._insert_index(name))
+        if layer.opacity != 1.0:
+            layer.opacity = 1.0
         self.update_uncertainty(self.w.uncertainty_check.isChecked(), arrange=False)
-        if name in self._errors_on:
-            self.set_error_map(name, True, arrange=False)
+        self.arrange()
+        self.refresh_table()
+
+    def show_failure(self, entry: Entry) -> None:
+        """An empty panel (no pixels allocated) whose text says why the method failed."""
+        run = self.session.run
+        shape = run.input.shape if run is not None else (1, 1)
+        blank = np.broadcast_to(np.zeros((), np.float32), shape)
+        layer = L.put_image(self.viewer, entry.name, blank, self.w.input_layer(), "failed",
+                            entry.name, index=self._insert_index(entry.name),
+                            contrast_limits=(0.0, 1.0))
+        layer.opacity = 1.0
+        L.remove(self.viewer, entry.name + L.UNCERTAINTY_SUFFIX)
+        self.set_error_map(entry.name, False, arrange=False)
         self.arrange()
         self.refresh_table()
 
     def update_uncertainty(self, on: bool, arrange: bool = True) -> None:
         """Add (or remove) the per-pixel Laplace scale of each probabilistic result."""
-        for res in self.w.results.values():
-            name = res.spec.name + L.UNCERTAINTY_SUFFIX
-            if on and res.scale is not None:
-                L.put_image(self.viewer, name, res.scale, self.w.input_layer(), "uncertainty",
-                            res.spec.name, index=self._insert_index(name), colormap="viridis")
-            else:
+        for entry in self.session.entries.values():
+            name = entry.name + L.UNCERTAINTY_SUFFIX
+            res = entry.result
+            if on and entry.state == DONE and res.scale is not None:
+                layer = L.put_image(self.viewer, name, res.scale, self.w.input_layer(),
+                                    "uncertainty", entry.name, index=self._insert_index(name),
+                                    colormap="viridis")
+                if layer.opacity != 1.0:
+                    layer.opacity = 1.0
+            elif not (on and entry.state in (PENDING, RUNNING)):
                 L.remove(self.viewer, name)
         if arrange:
             self.arrange()
 
     def set_error_map(self, name: str, on: bool, arrange: bool = True) -> None:
-        """Toggle the ``|fit - gt|`` layer of a table row (needs ground truth)."""
+        """Toggle the ``|fit - gt|`` layer of a table row (needs a ground truth of the
+        run's input)."""
         gt, stack = self.w.ground_truth_frames(), self.rows().get(name)
+        entry = self.session.entries.get(name)
+        fits = entry is None or self.session.row_note(entry) is None
         layer_name = name + L.ERROR_SUFFIX
-        if on and gt is not None and stack is not None and stack.shape == gt.shape:
+        if on and fits and gt is not None and stack is not None and stack.shape == gt.shape:
             self._errors_on.add(name)
             L.put_image(self.viewer, layer_name, error_map(stack, gt), self.w.input_layer(),
                         "error", name, index=self._insert_index(layer_name), colormap="magma")
@@ -149,92 +235,14 @@ class CompareView:
         names = [lyr.name for lyr in (inp, gt) if lyr is not None]
         if inp is not None:
             names.append(self.input_key() + L.ERROR_SUFFIX)
-        for res in sorted(self.w.results.values(), key=lambda r: r.spec.rank):
-            name = res.spec.name
+        for entry in self.session.entries.values():
+            name = entry.name
             names += [name, name + L.UNCERTAINTY_SUFFIX, name + L.ERROR_SUFFIX]
         return names
 
-    def panel_layers(self) -> list:
-        """Layers of the comparison in panel order."""
-        return [lyr for lyr in map(partial(L.find, self.viewer), self.panel_names())
-                if lyr is not None]
-
-    def _insert_index(self, name: str) -> int | None:
-        """Where a new layer ``name`` goes in the layer list: right after the panel before it
-        (so :meth:`arrange` need not move it: napari redraws the canvas on every insert and
-        every move); on top when no panel comes before it."""
-        names = self.panel_names()
-        before = names[:names.index(name)] if name in names else []
-        layers = self.viewer.layers
-        for prev in reversed(before):
-            if prev in layers:
-                return layers.index(layers[prev]) + 1
-        return None
-
-    def arrange(self) -> None:
-        """Reorder the layer list for the grid, switch grid mode, show only the compared
-        layers while the grid is on (the others come back when it is off), refresh texts."""
-        if not self.w.results:  # nothing to compare yet: leave the user's layers alone
-            self._show_hidden()
-            self.w.fit_frame_range()
-            self.update_overlays()
-            return
-        panels = self.panel_layers()
-        L.reorder(self.viewer, panels)
-        grid = self.viewer.canvas.grid
-        grid.enabled = self.w.grid_check.isChecked()
-        if grid.enabled:
-            for layer in self.viewer.layers:
-                if layer not in panels and layer.visible:
-                    layer.visible = False
-                    self._hidden.add(layer)
-            for layer in panels:
-                if layer in self._hidden:  # compared again: show it
-                    layer.visible = True
-                    self._hidden.discard(layer)
-        else:
-            self._show_hidden()
-        if grid.enabled and grid.spacing == 0:
-            grid.spacing = 6  # px between panels
-        n_panels = grid.actual_shape(self.viewer.layers) if grid.enabled else (1, 1)
-        if n_panels != self._n_panels:
-            self._n_panels = n_panels
-            self.viewer.reset_view()
-        self.w.fit_frame_range()
-        self.update_overlays()
-
-    def pin_grid(self, specs: list) -> None:
-        """Fix the grid's shape to the panels a run will fill, where napari sizes the grid
-        itself: napari rebuilds every panel when the grid gains a row or a column (about
-        0.3 s of its event loop with software OpenGL), which would otherwise happen as
-        results arrive. :meth:`unpin_grid` gives the shape back to napari."""
-        grid = self.viewer.canvas.grid
-        if tuple(grid.shape) != (-1, -1):
-            return  # the user chose a shape
-        uncertainty = self.w.uncertainty_check.isChecked()
-        new = [s for s in specs if L.find(self.viewer, s.name) is None]
-        n = len(self.panel_layers()) + len(new) + sum(s.probabilistic for s in new
-                                                      if uncertainty)
-        cols = int(np.ceil(np.sqrt(n)))
-        shape = (int(np.ceil(n / cols)), cols)
-        if grid.enabled and grid.actual_shape(self.viewer.layers) == shape:
-            return  # already that shape: setting it would only cost napari a redraw
-        self._pinned = grid.shape = shape
-
-    def unpin_grid(self) -> None:
-        """Give the grid's shape back to napari after a run (unless the user changed it)."""
-        grid = self.viewer.canvas.grid
-        if self._pinned is not None and tuple(grid.shape) == self._pinned:
-            grid.shape = (-1, -1)
-            if grid.enabled and grid.actual_shape(self.viewer.layers) != self._n_panels:
-                self.arrange()  # fewer results than planned (stopped, failed)
-        self._pinned = None
-
-    def _show_hidden(self) -> None:
-        for layer in list(self._hidden):
-            if layer in self.viewer.layers:
-                layer.visible = True
-        self._hidden.clear()
+    def has_panels(self) -> bool:
+        return bool(self.session.entries) and any(
+            L.find(self.viewer, e.name) is not None for e in self.session.entries.values())
 
     # ------------------------------------------------------------------ panel texts
 
@@ -242,30 +250,40 @@ class CompareView:
         """``{layer: text}`` for every panel of the comparison at frame ``t``."""
         texts = {}
         inp, gt = self.w.input_layer(), self.w.gt_layer()
-        rows = self.rows()
-        input_key = self.input_key()
-        for name, stack in rows.items():
-            layer = inp if name == input_key else L.find(self.viewer, name)
-            result = self.w.results.get(name)
-            title = ("Input" if name == input_key else
-                     panel_title(result.spec) if result is not None else name)
-            if layer is not None:
-                texts[layer] = f"{title}\n{format_score(self.frame_score(name, stack, t))}"
-            unc = L.find(self.viewer, name + L.UNCERTAINTY_SUFFIX)
+        if inp is not None:
+            texts[inp] = f"Input\n{self.frame_text(self.input_key(), t)}"
+            err = L.find(self.viewer, self.input_key() + L.ERROR_SUFFIX)
+            if err is not None:
+                texts[err] = self._error_text("Input", err, t)
+        for entry in self.session.entries.values():
+            layer = L.find(self.viewer, entry.name)
+            if layer is None or L.role(layer) is None:
+                continue
+            title = panel_title(entry.spec)
+            if entry.state in (PENDING, RUNNING):
+                texts[layer] = f"{title}\nrestoring… (old result)"
+            elif entry.state == FAILED:
+                texts[layer] = f"{title}\n{short_reason('failed: ' + (entry.error or ''))}"
+            else:
+                texts[layer] = f"{title}\n{self.frame_text(entry.name, t)}"
+            unc = L.find(self.viewer, entry.name + L.UNCERTAINTY_SUFFIX)
             if unc is not None:
                 texts[unc] = f"{title}\nuncertainty (Laplace scale)"
-            err = L.find(self.viewer, name + L.ERROR_SUFFIX)
+            err = L.find(self.viewer, entry.name + L.ERROR_SUFFIX)
             if err is not None:
-                frame = np.asarray(err.data)[t] if err.data.ndim == 3 else err.data
-                texts[err] = (f"{title}\n|error| vs ground truth\nmean "
-                              f"{float(np.mean(frame)):.4f}")
+                texts[err] = self._error_text(title, err, t)
         if gt is not None:
             texts[gt] = GT_LABEL
         return texts
 
+    @staticmethod
+    def _error_text(title: str, err, t: int) -> str:
+        frame = np.asarray(err.data)[t] if err.data.ndim == 3 else err.data
+        return f"{title}\n|error| vs ground truth\nmean {float(np.mean(frame)):.4f}"
+
     def update_overlays(self, event=None) -> None:
         t = L.current_frame(self.viewer, self.n_frames())
-        texts = self.panel_texts(t) if self.w.results else {}
+        texts = self.panel_texts(t) if self.has_panels() else {}
         grid = self.viewer.canvas.grid.enabled
         top = next((lyr for lyr in reversed(self.viewer.layers)
                     if lyr.visible and lyr in texts), None)
@@ -273,11 +291,20 @@ class CompareView:
             if layer not in texts:
                 remove_panel_text(layer)
                 self._overlaid.discard(layer)
+        font = self._font = font_for_panel(
+            self.viewer.canvas.viewbox_size(self.viewer.layers)[1])
         for layer, text in texts.items():  # outside grid mode only the top layer's text
-            set_panel_text(layer, text, visible=grid or layer is top)
+            set_panel_text(layer, text, visible=grid or layer is top, font_size=font)
             self._overlaid.add(layer)
 
-    def on_frame(self, event=None) -> None:
+    def on_canvas_size(self, event=None) -> None:
+        """The panels changed size: the labels' font follows (only when it changes)."""
+        font = font_for_panel(self.viewer.canvas.viewbox_size(self.viewer.layers)[1])
+        if font != self._font and self._overlaid:
+            self.update_overlays()
+
+    def show_frame(self) -> None:
+        """Relabel the panels (and redraw the spectrum) for the current frame."""
         self.update_overlays()
         if self.spectrum is not None and self.w.spectrum_check.isChecked():
             self.update_spectrum()
@@ -287,11 +314,19 @@ class CompareView:
     def refresh_table(self) -> None:
         gt = self.w.ground_truth_frames()
         rows = self.rows()
-        scores = {}
+        scores, notes = {}, {}
         for name in rows:
+            entry = self.session.entries.get(name)
+            note = (self.session.row_note(entry) if entry is not None
+                    else self.input_problem() if gt is not None else None)
+            if note is not None and note != "no ground truth":
+                notes[name] = note
+                scores[name] = None
+                continue
             cached = self.cached_scores(name)
             scores[name] = None if None in cached else cached
-        args = (list(rows), scores, self.n_frames(), gt is not None, set(self._errors_on))
+        args = (list(rows), scores, self.n_frames(), gt is not None, set(self._errors_on),
+                notes)
         if args == self._table_args:  # rebuilding the table costs ~50 ms: only on change
             return
         self._table_args = args
@@ -304,7 +339,7 @@ class CompareView:
             from ._spectrum import SpectrumPlot
 
             self.spectrum = SpectrumPlot(self.w)
-            self.w.layout().addWidget(self.spectrum)
+            self.w.add_panel(self.spectrum)
             self.spectrum.set_theme(self.viewer.theme)
             self.viewer.events.theme.connect(lambda e: self.spectrum.set_theme(e.value))
         if self.spectrum is not None:
@@ -313,21 +348,39 @@ class CompareView:
                 self.update_spectrum()
 
     def spectra(self, t: int) -> dict[str, RadialSpectrum]:
-        """Radially averaged power spectra of frame ``t``: ground truth, input, results."""
-        gt_stack = self.w.ground_truth_frames()
-        gt = gt_stack[t] if gt_stack is not None else None
-        items = ({GT_LABEL: gt} if gt is not None else {}) | {
-            n: s[t] for n, s in self.rows().items()}
+        """Radially averaged power spectra of frame ``t``: ground truth, input, and the
+        run's results when they come from the current input."""
+        gt_stack, low = self.w.ground_truth_frames(), self.w.input_frames()
+        fits = gt_stack is not None and low is not None and gt_stack.shape == low.shape
+        gt = gt_stack[t] if fits else None
         out = {}
+        items = ({GT_LABEL: gt} if gt is not None else {}) | (
+            {self.input_key(): low[t]} if low is not None and t < len(low) else {})
         for name, img in items.items():
             key = (name, t, gt is not None)
             if key not in self._spectra:
-                self._spectra[key] = radial_power_spectrum(spectrum_input(img, gt))
-            out[name] = self._spectra[key]
+                try:
+                    self._spectra[key] = radial_power_spectrum(spectrum_input(img, gt))
+                except ValueError:  # NaN or infinite pixels: no curve (the row says why)
+                    self._spectra[key] = None
+            if self._spectra[key] is not None:
+                out[name] = self._spectra[key]
+        if not self.session.same_input():
+            return out
+        for entry in self.session.results():
+            key = (t, self.session.gt)
+            if key not in entry.cache and t < len(entry.result.image):
+                entry.cache[key] = radial_power_spectrum(
+                    spectrum_input(entry.result.image[t], gt))
+            if key in entry.cache:
+                out[entry.name] = entry.cache[key]
         return out
 
     def update_spectrum(self) -> None:
-        if self.spectrum is None or not self.n_frames():
+        if self.spectrum is None or not self.w.spectrum_check.isChecked():
+            return
+        if not self.n_frames():
+            self.spectrum.plot({}, "")
             return
         t = L.current_frame(self.viewer, self.n_frames())
         self.spectrum.plot(self.spectra(t), f"power spectrum, frame {t}",

@@ -19,6 +19,8 @@ METHOD_COLUMN_MAX = 170
 BEST_COLOR = QColor(46, 139, 87, 170)
 #: Item data role holding True on the best cell of a column.
 BEST_ROLE = Qt.ItemDataRole.UserRole + 1
+#: Text colour of a failed method's row.
+FAILED_COLOR = QColor(224, 96, 90)
 
 
 class MetricsTable(QTableWidget):
@@ -42,16 +44,19 @@ class MetricsTable(QTableWidget):
         self._scores: dict[str, list[Score] | None] = {}
         self._n_frames = 0
         self._has_gt = False
+        self._notes: dict[str, str] = {}
         self._filling = False
         self.itemChanged.connect(self._on_item_changed)
 
     # ------------------------------------------------------------------ content
 
     def set_scores(self, methods: list[str], scores: dict[str, list[Score] | None],
-                   n_frames: int, has_gt: bool, error_maps: set[str] | frozenset = frozenset()
-                   ) -> None:
-        """Show ``scores[method]`` (per frame; missing or ``None`` = not computed yet)."""
+                   n_frames: int, has_gt: bool, error_maps: set[str] | frozenset = frozenset(),
+                   notes: dict[str, str] | None = None) -> None:
+        """Show ``scores[method]`` (per frame; missing or ``None`` = not computed yet);
+        a row with a note (e.g. "failed: …") shows the note across its metric columns."""
         self._methods, self._scores = list(methods), dict(scores)
+        self._notes = dict(notes or {})
         self._n_frames, self._has_gt = int(n_frames), bool(has_gt)
         self._filling = True
         self.setUpdatesEnabled(False)  # one repaint for the whole fill
@@ -73,13 +78,22 @@ class MetricsTable(QTableWidget):
                 self.setItem(row, 0, item)
                 toggle = QTableWidgetItem()
                 toggle.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled
-                                if has_gt else Qt.ItemFlag.NoItemFlags)
+                                if has_gt and name not in self._notes
+                                else Qt.ItemFlag.NoItemFlags)
                 toggle.setCheckState(Qt.CheckState.Checked if name in error_maps
                                      else Qt.CheckState.Unchecked)
                 toggle.setToolTip("show |restoration (affine fit) - ground truth|")
                 self.setItem(row, 1, toggle)
-                if not has_gt:
-                    self.setItem(row, 2, QTableWidgetItem(NO_GT))
+                note = self._notes.get(name)
+                if note is not None or not has_gt:
+                    cell = QTableWidgetItem(NO_GT if note is None else note)
+                    cell.setToolTip(note or NO_GT)
+                    if note is not None and note.startswith("failed"):
+                        cell.setForeground(QBrush(FAILED_COLOR))
+                        item.setForeground(QBrush(FAILED_COLOR))
+                    self.setItem(row, 2, cell)
+                    if self.columnCount() > 3:
+                        self.setSpan(row, 2, 1, self.columnCount() - 2)
                     continue
                 for col, value in enumerate(self._row_values(name), start=2):
                     item = QTableWidgetItem("…" if value is None else self._fmt(col, value))
@@ -115,9 +129,11 @@ class MetricsTable(QTableWidget):
 
     def _mark_best(self) -> None:
         """Bold + green background on the highest value of each metric column."""
-        rows = {name: self._row_values(name) for name in self._methods}
+        rows = {name: self._row_values(name) for name in self._methods
+                if name not in self._notes}
+        index = {name: r for r, name in enumerate(self._methods)}
         for k in range(2 + 2 * self._n_frames):
-            values = [(v[k], r) for r, v in enumerate(rows.values()) if v[k] is not None]
+            values = [(v[k], index[n]) for n, v in rows.items() if v[k] is not None]
             if not values:
                 continue
             best = max(v for v, _ in values)
@@ -145,7 +161,12 @@ class MetricsTable(QTableWidget):
     def cell_text(self, method: str, column: str) -> str:
         row = self._methods.index(method)
         headers = [self.horizontalHeaderItem(c).text() for c in range(self.columnCount())]
-        return self.item(row, headers.index(column)).text()
+        item = self.item(row, headers.index(column))
+        return item.text() if item is not None else self.item(row, 2).text()  # a note
+
+    def row_note(self, method: str) -> str | None:
+        """The note shown in a row instead of its scores (e.g. "failed: …"), or ``None``."""
+        return self._notes.get(method)
 
     def set_error_map_checked(self, method: str, checked: bool) -> None:
         """Tick a method's error-map box (emits :attr:`error_map_toggled`)."""
@@ -165,6 +186,9 @@ class MetricsTable(QTableWidget):
         rows = [["method", "frame", "psnr_db", "ssim"]]
         for name in self._methods:
             scores = self._scores.get(name) if self._has_gt else None
+            if name in self._notes:
+                rows.append([name, "", self._notes[name], ""])
+                continue
             if not scores or len(scores) != self._n_frames:
                 rows.append([name, "", NO_GT if not self._has_gt else "not computed", ""])
                 continue

@@ -17,13 +17,15 @@ shows the layer's name, which is the method name) and keeps the text for
 :func:`panel_text`, instead of failing.
 
 Canvas overlays live in screen space, so the text keeps its size and corner while the
-(shared) camera zooms and pans. The font is small (8 pt) and the text short (a title of a
-few words, PSNR and SSIM lines) so that a label fits a panel of a 1280×800 window with 6–7
-panels.
+(shared) camera zooms and pans. The font is small (8 pt, 6–7 pt in narrow panels:
+:func:`font_for_panel`) and the text short (a title of a few words, PSNR and SSIM lines)
+so that a label stays in a corner of a panel of a 1280×800 window with 9 panels.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 import weakref
 from typing import Any
 
@@ -37,6 +39,14 @@ OVERLAY_KEY = "care_losses_panel_text"
 TEXT_COLOR = (1.0, 1.0, 1.0, 1.0)
 BOX_COLOR = (0.0, 0.0, 0.0, 0.65)
 FONT_SIZE = 8
+#: Smaller fonts for narrow grid panels: (least panel width in px, font size), widest first.
+FONT_STEPS = ((240, FONT_SIZE), (170, 7), (0, 6))
+
+
+def font_for_panel(width_px: float) -> float:
+    """The font size for a grid panel ``width_px`` wide (a 1280×800 window with 9 panels
+    gets 6 pt, so that a label covers a corner, not half the panel)."""
+    return next(size for least, size in FONT_STEPS if width_px >= least)
 
 #: Texts kept when napari's private overlays are unavailable (the public fallback).
 _fallback: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -56,8 +66,18 @@ class PanelTextOverlay(TextOverlay):
 def _private_layer_overlays(layer: Layer) -> Any | None:
     """napari's PRIVATE per-layer overlay dict (``layer._overlays``, an ``EventedDict``
     whose changes the vispy canvas follows), or ``None`` if this napari has none."""
-    overlays = getattr(layer, "_overlays", None)
+    with warnings.catch_warnings():
+        # a plugin's layers are napari proxies that warn on each private access (napari
+        # printed it hundreds of times a session): this one access is deliberate (see the
+        # module docstring), so only its warning is silenced, here and nowhere else
+        warnings.filterwarnings("ignore", message=_OVERLAYS_WARNING, category=FutureWarning)
+        overlays = getattr(layer, "_overlays", None)
     return overlays if hasattr(overlays, "get") and install() else None
+
+
+#: napari's warning on ``layer._overlays`` through its plugin proxy (napari.utils._proxies).
+_OVERLAYS_WARNING = re.escape("Private attribute access ('") + r"\w+" + re.escape(
+    "._overlays')")
 
 
 _installed: bool | None = None
@@ -98,7 +118,8 @@ def install() -> bool:
 # ---------------------------------------------------------------- API of this module
 
 
-def set_panel_text(layer: Layer, text: str, visible: bool = True) -> PanelTextOverlay | None:
+def set_panel_text(layer: Layer, text: str, visible: bool = True,
+                   font_size: float = FONT_SIZE) -> PanelTextOverlay | None:
     """Show ``text`` on ``layer``'s panel (creating the overlay on first use)."""
     overlays = _private_layer_overlays(layer)
     if overlays is None:  # public fallback: the panel shows the layer's name
@@ -108,9 +129,11 @@ def set_panel_text(layer: Layer, text: str, visible: bool = True) -> PanelTextOv
     overlay = overlays.get(OVERLAY_KEY)
     if overlay is None:
         overlay = PanelTextOverlay(text=text, visible=visible, color=TEXT_COLOR,
-                                   box_color=BOX_COLOR)
+                                   box_color=BOX_COLOR, font_size=font_size)
         overlays[OVERLAY_KEY] = overlay
     else:
+        if overlay.font_size != font_size:
+            overlay.font_size = font_size
         if overlay.text != text:
             overlay.text = text
         if overlay.visible != visible:

@@ -10,7 +10,6 @@ ones are not run. A child that dies is reported and the next Restore starts a ne
 
 from __future__ import annotations
 
-import threading
 import weakref
 from pathlib import Path
 
@@ -22,38 +21,44 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
-    QListWidgetItem,
-    QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
-from ..restore.engine import (
-    MethodResult,
-    MethodSpec,
-)
+from ..restore.compare_session import CompareSession, Source
+from ..restore.engine import MethodResult, MethodSpec
 from ..restore.metrics import Score
 from ..workers.restore_runs import RestoreProcess
 from . import _compare_layers as L
 from ._compare_jobs import STRENGTH_CALIBRATE, STRENGTH_DEFAULT, as_frames
-from ._compare_runs import FRAMES_FORMAT, CompareRuns
+from ._compare_pickers import (
+    NONE_GT,
+    ProgressBar,
+    fill_layer_combos,
+    fill_method_list,
+    method_specs,
+)
+from ._compare_runs import FRAMES_FORMAT, RunControl
 from ._compare_view import CompareView
-from ._event_pacer import EventPacer
-from ._layers import image_problem, matching_pair, partner_problem
+from ._layers import image_problem, partner_problem
 from ._metrics_table import MetricsTable
 from .model_list import ask_model_path, is_package, unpack_package
 from .model_registry import REGISTRY
 
-NONE_GT = "none"
 
+class CompareWidget(QWidget):
+    """Dock widget: restore with several methods and compare them panel by panel.
 
-class CompareWidget(CompareRuns, QWidget):
-    """Dock widget: restore with several methods and compare them panel by panel."""
+    Its state is a :class:`..restore.compare_session.CompareSession` (runs, results,
+    scores, failures); :class:`._compare_runs.RunControl` feeds it, and the layers, table,
+    overlays, spectra and status line (:class:`._compare_view.CompareView`) follow it."""
 
     #: Emitted when a restore run (or a re-scoring) has ended, finished or stopped.
     run_finished = Signal()
@@ -61,16 +66,13 @@ class CompareWidget(CompareRuns, QWidget):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.results: dict[str, MethodResult] = {}
-        self._stop = threading.Event()
-        self._worker = None
-        self._run: dict = {}
-        self._full_range = None  # napari's frame range while the grid narrows it
         self._specs: dict[str, MethodSpec] = {}
         self._process = RestoreProcess()  # started on the first Restore, then kept warm
-        self._pacer = EventPacer(self._paced, parent=self)  # a run's events, in batches
+        self.session = CompareSession()
         self._build_ui()
-        self.view = CompareView(self)
+        self.control = RunControl(self, self.session, self._process)
+        self.view = CompareView(self, self.session)
+        self.session.status_changed.connect(self._show_status)
         self._connect()
         REGISTRY.load_folder()  # finished models of earlier sessions
         self._refresh_layer_choices()
@@ -80,32 +82,47 @@ class CompareWidget(CompareRuns, QWidget):
 
     def _build_ui(self) -> None:
         self.input_combo, self.gt_combo = QComboBox(), QComboBox()
+        for combo in (self.input_combo, self.gt_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
         self.method_list = QListWidget()
         self.method_list.setMaximumHeight(130)
+        self.method_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # full name: tooltip
+        self.method_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.load_button = QPushButton("Load model…")
         self.files_button = QPushButton("Restore files…")
         self.files_button.setToolTip("restore TIFF files on disk (stacks too large to open) "
                                      "with the ticked methods; writes <file>_<method>.tif")
         self.strength_combo = QComboBox()
         self.strength_combo.addItems([STRENGTH_DEFAULT, STRENGTH_CALIBRATE])
+        self.strength_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.restore_button, self.stop_button = QPushButton("Restore"), QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        self.progress = _ProgressBar()
+        self.progress = ProgressBar()
         self.progress.setFormat(FRAMES_FORMAT)
         self.status = QLabel("")
         self.status.setWordWrap(True)  # the whole message, never cut off
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hidden_label = QLabel("")  # which layers the grid hides
+        self.hidden_label.setWordWrap(True)
+        self.hidden_label.setVisible(False)
         self.grid_check = QCheckBox("Grid view")
         self.grid_check.setChecked(True)
-        self.uncertainty_check = QCheckBox("Show uncertainty (Laplace)")
+        self.uncertainty_check = QCheckBox("Uncertainty (Laplace)")
+        self.uncertainty_check.setToolTip("show the per-pixel Laplace scale (uncertainty) of "
+                                          "each Laplace model as its own panel")
         self.table = MetricsTable()
         self.export_button = QPushButton("Export CSV…")
-        self.spectrum_check = QCheckBox("Power spectrum (current frame)")
+        self.spectrum_check = QCheckBox("Power spectrum")
+        self.spectrum_check.setToolTip("radially averaged power spectra of the current frame")
 
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Input (low)", self.input_combo)
         form.addRow("Ground truth", self.gt_combo)
-        form.addRow("Baseline strength", self.strength_combo)
+        form.addRow("Baselines", self.strength_combo)
+        self.strength_combo.setToolTip("strength of the classical baselines (TV, NL-means)")
         models = QGroupBox("Methods")
         box = QVBoxLayout(models)
         box.addWidget(self.method_list)
@@ -117,13 +134,28 @@ class CompareWidget(CompareRuns, QWidget):
         run_row.addWidget(self.restore_button)
         run_row.addWidget(self.stop_button)
         view_row = QHBoxLayout()
-        view_row.addWidget(self.grid_check)
-        view_row.addWidget(self.uncertainty_check)
-        layout = QVBoxLayout(self)
+        for check in (self.grid_check, self.uncertainty_check, self.spectrum_check):
+            view_row.addWidget(check)
+        view_row.addStretch(1)
+        # the dock scrolls instead of squeezing the docks beside it (or cutting its labels)
+        inner = QWidget()
+        self._content = QVBoxLayout(inner)
         for item in (form, models, run_row, self.progress, self.status, view_row,
-                     self.table, self.export_button, self.spectrum_check):
-            (layout.addLayout if isinstance(item, QHBoxLayout | QFormLayout)
-             else layout.addWidget)(item)
+                     self.hidden_label, self.table, self.export_button):
+            (self._content.addLayout if isinstance(item, QHBoxLayout | QFormLayout)
+             else self._content.addWidget)(item)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
+
+    def add_panel(self, widget: QWidget) -> None:
+        """Add a widget (e.g. the spectrum plot) at the end of the dock's scrolled content."""
+        self._content.addWidget(widget)
 
     def _connect(self) -> None:
         self.restore_button.clicked.connect(self.restore)
@@ -141,9 +173,10 @@ class CompareWidget(CompareRuns, QWidget):
         hooks = [(REGISTRY.changed, self._refresh_methods),
                  (layers.inserted, self._refresh_layer_choices),
                  (layers.removed, self._refresh_layer_choices),
-                 (self.viewer.dims.events.current_step, self._on_frame),
-                 (self.viewer.dims.events.range, self.fit_frame_range),
-                 (self.viewer.canvas.grid.events.enabled, self._on_grid_changed)]
+                 (self.viewer.dims.events.current_step, self.view.on_frame),
+                 (self.viewer.dims.events.range, self.view.fit_frame_range),
+                 (self.viewer.canvas.grid.events.enabled, self._on_grid_changed),
+                 (self.viewer.canvas.events.size, self.view.on_canvas_size)]
         for signal, slot in hooks:
             signal.connect(slot)
         me = weakref.ref(self)
@@ -153,38 +186,11 @@ class CompareWidget(CompareRuns, QWidget):
             for signal, slot in hooks:
                 signal.disconnect(slot)
             if self_ is not None:
-                self_._stop.set()
+                self_.control.stop()
             process.close()
 
         process = self._process
         self.destroyed.connect(disconnect)
-
-    def _on_frame(self, event=None) -> None:
-        """Keep the frame slider inside the compared stacks, then relabel the panels."""
-        n = self.view.n_frames() if self.results else 0
-        axis = L.frame_axis(self.viewer)
-        if n and axis is not None and self.viewer.dims.current_step[axis] >= n:
-            self.viewer.dims.set_current_step(axis, n - 1)  # re-enters with a valid frame
-            return
-        self.view.on_frame()
-
-    def fit_frame_range(self, event=None) -> None:
-        """While the grid compares results, the frame slider spans the compared stacks only
-        (napari spans every layer, hidden ones too); napari's own range comes back after."""
-        axis = L.frame_axis(self.viewer)
-        if axis is None:
-            return
-        dims, r = self.viewer.dims, self.viewer.dims.range[axis]
-        n = self.view.n_frames() if self.results and self.viewer.canvas.grid.enabled else 0
-        if n:
-            last = r.start + (n - 1) * r.step
-            if r.stop > last + 1e-9 * max(1.0, abs(r.step)):
-                self._full_range = r
-                dims.set_range(axis, (r.start, last, r.step))
-        elif self._full_range is not None:
-            full, self._full_range = self._full_range, None
-            if r.stop < full.stop:
-                dims.set_range(axis, tuple(full))
 
     def _on_grid_changed(self, event=None) -> None:
         """Follow napari's own grid button, so the checkbox tells the truth."""
@@ -199,42 +205,12 @@ class CompareWidget(CompareRuns, QWidget):
         layer = getattr(event, "value", None)
         if layer is not None and L.role(layer) is not None:
             return  # our own result layers are never offered: nothing to refresh
-        layers = L.image_layers(self.viewer)
-        names = [lyr.name for lyr in layers]
-        keep = (self.input_combo.currentText(), self.gt_combo.currentText())
-        guess = matching_pair(layers)
-        for combo, extra, kept, guessed in ((self.input_combo, [], keep[0], guess[0]),
-                                            (self.gt_combo, [NONE_GT], keep[1], guess[1])):
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(extra + names)
-            if kept in extra + names:
-                combo.setCurrentText(kept)
-            else:
-                combo.setCurrentText(guessed or (extra + names or [""])[0])
-            combo.blockSignals(False)
+        fill_layer_combos(self.viewer, self.input_combo, self.gt_combo)
         self._on_data_choice()
 
     def _refresh_methods(self) -> None:
-        checked = {self.method_list.item(i).data(Qt.ItemDataRole.UserRole):
-                   self.method_list.item(i).checkState() for i in range(self.method_list.count())}
-        specs = {}
-        for model in REGISTRY.models():
-            try:
-                spec = MethodSpec.for_model(model.model_dir, model.display_name)
-            except (OSError, ValueError):  # deleted or damaged since it was added
-                continue
-            specs[spec.key] = spec
-        specs.update({s.key: s for s in map(MethodSpec.for_baseline, ("tv", "nlm"))})
-        self._specs = specs
-        self.method_list.clear()
-        for key, spec in sorted(specs.items(), key=lambda kv: kv[1].rank):
-            item = QListWidgetItem(spec.name)
-            item.setToolTip(spec.model_dir or f"classical baseline: {spec.name}")
-            item.setData(Qt.ItemDataRole.UserRole, key)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(checked.get(key, Qt.CheckState.Checked))
-            self.method_list.addItem(item)
+        self._specs = method_specs()
+        fill_method_list(self.method_list, self._specs)
 
     def set_input(self, name: str) -> None:
         self.input_combo.setCurrentText(name)
@@ -274,17 +250,14 @@ class CompareWidget(CompareRuns, QWidget):
         return problem
 
     def _on_data_choice(self, *_) -> None:
-        problem = self.data_problem()
-        if problem is not None:
-            self._say(problem, error=True)
-        elif self.status.styleSheet():
-            self._say("")
+        self.session.set_problem(self.data_problem())
         has_gt = self.gt_layer() is not None
         item = self.strength_combo.model().item(1)
         item.setEnabled(has_gt)
         if not has_gt:
             self.strength_combo.setCurrentIndex(0)
         if hasattr(self, "view"):
+            self.session.set_context(_source(self.input_layer()), _source(self.gt_layer()))
             self.view.on_data_changed()
             if not self.is_running:
                 self.rescore()
@@ -330,7 +303,78 @@ class CompareWidget(CompareRuns, QWidget):
 
     @property
     def is_running(self) -> bool:
-        return self._worker is not None
+        return self.control.is_running
+
+    @property
+    def results(self) -> dict[str, MethodResult]:
+        """The current run's finished methods (name → result), in panel order."""
+        return {e.name: e.result for e in self.session.results()}
+
+    def restore(self) -> None:
+        """Run every ticked method on the input stack, in a child process: a new run that
+        replaces the last one's panels, rows, overlays and spectra."""
+        if self.is_running:
+            return
+        problem = self.data_problem()
+        specs = self.checked_specs()
+        if problem is None and not specs:
+            problem = "tick at least one method"
+        if problem is not None:
+            self.session.note(problem, error=True)
+            return
+        low, gt = self.input_frames(), self.ground_truth_frames()
+        strength = self.strength_combo.currentText()
+        calibrate = gt is not None and strength == STRENGTH_CALIBRATE
+        frame = L.current_frame(self.viewer, len(low)) if calibrate else None
+        settings = {"baseline strength": strength} | (
+            {"calibration frame": frame} if calibrate else {})
+        self.control.restore(specs, low, gt, frame, settings)
+
+    def stop(self) -> None:
+        """Stop after the current frame; finished methods stay, the current one is dropped."""
+        self.control.stop()
+
+    def rescore(self) -> bool:
+        """Score this run's results against the picked ground truth, where it fits."""
+        return self.control.rescore()
+
+    def _files_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "TIFF files to restore", "",
+                                                "TIFF (*.tif *.tiff)")
+        if not files:
+            return
+        outdir = QFileDialog.getExistingDirectory(self, "Folder for the restored files")
+        if outdir:
+            self.restore_files(files, outdir)
+
+    def restore_files(self, paths: list, outdir: str) -> None:
+        """Restore TIFF files (or folders of them) on disk with the ticked methods, in the
+        restore process; one distinct file per (file, method), none overwritten."""
+        specs = sorted(self.checked_specs(), key=lambda s: s.rank)
+        if not specs:
+            self.session.note("tick at least one method", error=True)
+        elif not self.is_running:
+            self.control.restore_files(specs, paths, outdir)
+
+    def set_running(self, running: bool) -> None:
+        self.restore_button.setEnabled(not running)
+        self.files_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+
+    def notify_error(self, text: str) -> None:
+        """A napari notification (a worker crash is said beyond the dock too)."""
+        from napari.utils.notifications import show_error
+
+        show_error(text)
+
+    def on_hidden_changed(self, names: list[str]) -> None:
+        """Say which of the user's layers the grid hides (they come back without it)."""
+        text = (f"Grid view shows the compared layers only; hidden: {', '.join(names)} "
+                "(untick Grid view to see them)") if names else ""
+        if self.hidden_label.text() != text:
+            self.hidden_label.setText(text)
+            self.hidden_label.setToolTip(text)
+            self.hidden_label.setVisible(bool(names))
 
     def ground_truth_frames(self) -> np.ndarray | None:
         gt = self.gt_layer()
@@ -349,6 +393,9 @@ class CompareWidget(CompareRuns, QWidget):
         return self.status.text() or self.progress.text()
 
     def _say(self, text: str, error: bool = False) -> None:
+        self.session.note(text, error)
+
+    def _show_status(self, text: str, error: bool) -> None:
         style = "color: #e0605a;" if error else ""
         if self.status.styleSheet() != style:  # restyling re-polishes and re-lays out
             self.status.setStyleSheet(style)
@@ -356,15 +403,9 @@ class CompareWidget(CompareRuns, QWidget):
             self.status.setText(text)
 
 
-class _ProgressBar(QProgressBar):
-    """A progress bar whose ``setValue`` schedules its repaint with the window's next one.
-
-    QProgressBar repaints at once when its text changes, and with software OpenGL each
-    repaint recomposites the whole napari window; a scheduled repaint is merged with the
-    others of the same event-loop pass."""
-
-    def setValue(self, value: int) -> None:  # noqa: N802 - Qt API
-        self.setUpdatesEnabled(False)
-        super().setValue(value)
-        self.setUpdatesEnabled(True)  # schedules update()
-
+def _source(layer) -> Source | None:
+    """A layer as the session knows it: its name and its ``(T, Y, X)`` shape."""
+    if layer is None:
+        return None
+    shape = tuple(layer.data.shape)
+    return Source(layer.name, (1, *shape) if len(shape) == 2 else shape)
