@@ -181,6 +181,8 @@ def test_evaluate_groups_seeds_and_prints_verdicts(tmp_path, pair, fake_restore,
     assert evaluate(pair, tmp_path, models, "--baseline", "tv") == 0
     out = capsys.readouterr().out
     lines = verdict_lines(out)
+    assert ("Groups (same loss and settings; seeds): Laplace 0, 1, 2 · FFT 0, 1, 2 · "
+            "BP 0, 1, 2 · MAE 0 · FFT (2) 0") in out
 
     def effect(loss):
         return np.mean([v for (n, _), v in OFFSETS.items() if n == loss])
