@@ -50,22 +50,24 @@ def fake_training(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("flags, seeds", [([], [0]), (["--seeds", "2"], [0, 1]),
-                                          (["--seed", "5", "--seeds", "3"], [5, 6, 7])])
-def test_train_seeds_trains_every_loss_with_each_seed(tmp_path, capsys, fake_training, flags,
-                                                      seeds):
-    rc = cli.main(["train", "low.tif", "high.tif", "--loss", "mae", "--loss", "fft",
-                   "--out", str(tmp_path), *flags])
-    assert rc == 0
-    assert fake_training["cut"] == seeds  # each seed cuts its own patches, as --seed S would
-    assert fake_training["trained"] == [(loss, s, f"patches of seed {s}")
-                                        for s in seeds for loss in ("mae", "fft")]
-    out = capsys.readouterr().out
-    if len(seeds) == 1:  # one seed: the output of before
-        assert out.startswith("Cutting 64px patches from low.tif / high.tif ...")
-        assert "Seed " not in out
-    else:
-        assert all(f"Seed {s}: cutting 64px patches" in out for s in seeds)
+def test_train_seeds_trains_every_loss_with_each_seed(tmp_path, capsys, fake_training):
+    """--seeds N: N models per loss; without it (N = 1) the run is the one of before."""
+    for flags, seeds in (([], [0]), (["--seeds", "2"], [0, 1]),
+                         (["--seed", "5", "--seeds", "3"], [5, 6, 7])):
+        fake_training["cut"].clear()
+        fake_training["trained"].clear()
+        rc = cli.main(["train", "low.tif", "high.tif", "--loss", "mae", "--loss", "fft",
+                       "--out", str(tmp_path), *flags])
+        assert rc == 0
+        assert fake_training["cut"] == seeds  # each seed cuts its own patches, as --seed S
+        assert fake_training["trained"] == [(loss, s, f"patches of seed {s}")
+                                            for s in seeds for loss in ("mae", "fft")]
+        out = capsys.readouterr().out
+        if len(seeds) == 1:  # one seed: the output of before
+            assert out.startswith("Cutting 64px patches from low.tif / high.tif ...")
+            assert "Seed " not in out
+        else:
+            assert all(f"Seed {s}: cutting 64px patches" in out for s in seeds)
 
 
 @pytest.mark.parametrize("flags, message", [
