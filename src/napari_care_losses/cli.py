@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .config.settings import add_train_arguments
 
-    p = sub.add_parser("train", help="train one model per --loss on a low/high pair")
+    p = sub.add_parser("train", help="train one model per --loss (and seed) on a low/high pair")
     p.add_argument("low", type=Path, help="low-exposure TIFF (YX or TYX)")
     p.add_argument("high", type=Path, help="high-exposure TIFF, same shape")
     p.add_argument("--loss", action="append", default=None,

@@ -97,6 +97,16 @@ def test_train_seeds_2_makes_two_models_per_loss(tmp_path, sample_pair, capsys):
     assert all(f.complete for f in folders)
     assert sorted((f.config.loss.name.value, f.config.seed) for f in folders) == [
         ("fft", 0), ("fft", 1), ("mae", 0), ("mae", 1)]
+    capsys.readouterr()
+
+    # what train wrote groups by seed in evaluate
+    folders.sort(key=lambda f: (f.config.loss.name.value != "mae", f.config.seed))
+    rc = cli.main(["evaluate", str(low), str(high), "-o", str(tmp_path / "scores.csv"),
+                   "--reference", "MAE", *(a for f in folders for a in ("--model", str(f.path)))])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Groups (same loss and settings; seeds): MAE 0, 1 · FFT 0, 1" in out
+    (psnr, ssim) = verdict_lines(out)
+    assert psnr.startswith("FFT vs MAE: ") and "2 seeds × 2 frames" in psnr
 
 
 # -- evaluate: groups and verdicts ----------------------------------------------------------
