@@ -23,19 +23,27 @@ from .losses import LossName  # noqa: E402
 
 
 def cmd_train(args) -> int:
-    from .config.settings import loss_specs
+    from .config.settings import BY_NAME, loss_specs
     from .config.train import config_from_args
-    from .demo import _print_event
     from .io.data import make_patches
-    from .models.weights import is_storage_failure
-    from .training.budget import duration
-    from .training.trainer import BatchEnd, Failed, Finished, Finishing, Planned, StopFlag, train
+    from .training.trainer import StopFlag
 
     cfg = config_from_args(args)
     specs = loss_specs(args, cfg.patch_size)
-    print(f"Cutting {cfg.patch_size}px patches from {args.low} / {args.high} ...")
-    patches = make_patches(args.low, args.high, cfg.patch_size, cfg.patches_per_image,
-                           cfg.val_fraction, cfg.seed)
+    n_seeds = getattr(args, "seeds", 1)
+    seeds = range(cfg.seed, cfg.seed + n_seeds)
+    if seeds[-1] > BY_NAME["seed"].hi:
+        raise ValueError(f"--seed {cfg.seed} with --seeds {n_seeds} goes past the largest "
+                         f"seed {BY_NAME['seed'].hi:g}")
+
+    def cut(seed: int):
+        where = f"{args.low} / {args.high}"
+        print(f"Cutting {cfg.patch_size}px patches from {where} ..." if n_seeds == 1 else
+              f"Seed {seed}: cutting {cfg.patch_size}px patches from {where} ...")
+        return make_patches(args.low, args.high, cfg.patch_size, cfg.patches_per_image,
+                            cfg.val_fraction, seed)
+
+    patches = cut(seeds[0])
     stop = StopFlag()
     # First Ctrl+C or SIGTERM: finish the current batch, keep the best model; second: abort.
     received: list[int] = []
@@ -52,42 +60,63 @@ def cmd_train(args) -> int:
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     status = 0
     try:
-        for spec in specs:
-            data_info = {"low": str(args.low), "high": str(args.high)}
-            for event in train(patches, replace(cfg, loss=spec), args.out, stop,
-                               data_info=data_info):
-                if isinstance(event, BatchEnd):
-                    if args.verbose:
-                        print(f"    step {event.step}/{event.steps_per_epoch} "
-                              f"loss {event.loss:.4f}")
-                    continue
-                if isinstance(event, Planned):
-                    e, n = event.epochs, event.steps_per_epoch
-                    print(f"  plan: {e} epoch{'s' * (e > 1)} x {n} step{'s' * (n > 1)} "
-                          f"({event.seconds_per_step:.2f} s a step) to fill "
-                          f"{duration(event.budget_s)}", flush=True)
-                    if event.note:  # one line: the budget cannot be met
-                        print(f"napari-care-losses train: warning: {event.note}",
-                              file=sys.stderr, flush=True)
-                    continue
-                if isinstance(event, Finishing):
-                    print(f"    {event.what} …", flush=True)
-                    continue
-                if isinstance(event, Failed) and is_storage_failure(event.error):
-                    # a full disk (or an unwritable folder): the folder says "failed" and
-                    # keeps its best weights; the next loss could not be saved either
-                    raise OSError(event.error)
-                _print_event(event, print)
-                if isinstance(event, Finished) and event.end_s:
-                    print("    end: " + ", ".join(f"{what} {s:.1f} s"
-                                                 for what, s in event.end_s.items()))
-                if isinstance(event, Failed):
-                    status = 1
+        # seed by seed (each cuts its own patches, as `train --seed S` would), every loss in
+        # turn: a stop leaves whole seeds of every loss
+        for seed in seeds:
+            if seed != seeds[0]:
+                patches = cut(seed)
+            status = max(status, _train_losses(args, patches, replace(cfg, seed=seed), specs,
+                                               stop))
             if stop.is_set():  # interrupted; the model trained so far is saved
                 return 143 if signal.SIGTERM in received else 130
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    return status
+
+
+def _train_losses(args, patches, cfg, specs, stop) -> int:
+    """Train one model per loss of ``specs`` with ``cfg`` on ``patches``, printing the
+    events; 1 if one failed, else 0 (a stop ends the loop: the caller sees the flag)."""
+    from .demo import _print_event
+    from .models.weights import is_storage_failure
+    from .training.budget import duration
+    from .training.trainer import BatchEnd, Failed, Finished, Finishing, Planned, train
+
+    status = 0
+    for spec in specs:
+        data_info = {"low": str(args.low), "high": str(args.high)}
+        for event in train(patches, replace(cfg, loss=spec), args.out, stop,
+                           data_info=data_info):
+            if isinstance(event, BatchEnd):
+                if args.verbose:
+                    print(f"    step {event.step}/{event.steps_per_epoch} "
+                          f"loss {event.loss:.4f}")
+                continue
+            if isinstance(event, Planned):
+                e, n = event.epochs, event.steps_per_epoch
+                print(f"  plan: {e} epoch{'s' * (e > 1)} x {n} step{'s' * (n > 1)} "
+                      f"({event.seconds_per_step:.2f} s a step) to fill "
+                      f"{duration(event.budget_s)}", flush=True)
+                if event.note:  # one line: the budget cannot be met
+                    print(f"napari-care-losses train: warning: {event.note}",
+                          file=sys.stderr, flush=True)
+                continue
+            if isinstance(event, Finishing):
+                print(f"    {event.what} …", flush=True)
+                continue
+            if isinstance(event, Failed) and is_storage_failure(event.error):
+                # a full disk (or an unwritable folder): the folder says "failed" and
+                # keeps its best weights; the next loss could not be saved either
+                raise OSError(event.error)
+            _print_event(event, print)
+            if isinstance(event, Finished) and event.end_s:
+                print("    end: " + ", ".join(f"{what} {s:.1f} s"
+                                             for what, s in event.end_s.items()))
+            if isinstance(event, Failed):
+                status = 1
+        if stop.is_set():
+            break
     return status
 
 
@@ -148,6 +177,10 @@ def cmd_evaluate(args) -> int:
     # a bioimage.io package (.zip or its unpacked folder) is unpacked into the cache first
     specs = [MethodSpec.for_model(resolve_model_source(m)) for m in args.model or []]
     specs += [MethodSpec.for_baseline(b, args.strength) for b in args.baseline or []]
+    restored = [_restored_item(item) for item in args.restored or []]
+    # the groups (and the reference) are checked before any work
+    members = _group_members(specs, [label for label, _ in restored])
+    reference = _reference(members, args.reference)
     calibration = None
     if args.calibrate and args.strength is None and args.baseline:
         calibration = Calibration.first_frames(*args.calibrate, args.calibration_frames,
@@ -169,10 +202,7 @@ def cmd_evaluate(args) -> int:
         release((low, None), (high, None))
     for name, res in results.items():  # baselines: the table says which strength
         methods[f"{name} ({res.note})" if res.spec.baseline else name] = res.scores
-    for item in args.restored or []:
-        label, _, path = item.partition("=")
-        if not path:
-            raise DataError(f"--restored expects NAME=FILE, got {item!r}")
+    for label, path in restored:
         restored, truth = open_pair(path, args.high)
         try:
             methods[label] = score_stack(restored.to_array(), truth.to_array(), args.metric,
@@ -181,11 +211,84 @@ def cmd_evaluate(args) -> int:
             release((restored, None), (truth, None))
     write_csv(args.output, methods)
     print(to_markdown(methods))
+    _print_verdicts(members, reference,  # baselines' table names carry their strength
+                    lambda name: results[name].scores if name in results else methods[name])
     if args.baseline and calibration is None and args.strength is None:
         print("note: baselines ran at their noise-based strength; --calibrate LOW HIGH picks "
               "the strength with the best PSNR on a separate pair (fairer)")
     print(f"Wrote per-image scores to {args.output}")
     return 0
+
+
+def _restored_item(item: str) -> tuple[str, str]:
+    label, _, path = item.partition("=")
+    if not path:
+        raise DataError(f"--restored expects NAME=FILE, got {item!r}")
+    return label, path
+
+
+def _group_members(specs, restored_labels) -> list[tuple[str, object]]:
+    """``(table name, ModelScores without scores)`` of each method: a model's group key is
+    its loss and every training setting but the seed; a baseline or a saved restoration is a
+    fixed group of its own."""
+    import json
+
+    from .models.folder import ModelFolder
+    from .restore.verdicts import ModelScores
+
+    out = []
+    for spec in specs:
+        if spec.model_dir is None:  # a baseline (its strength is the same for all)
+            out.append((spec.name, ModelScores(spec.name, spec.baseline, None, {}, spec.key)))
+            continue
+        cfg = ModelFolder.open(spec.model_dir).config
+        key = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "seed"},
+                         sort_keys=True)
+        out.append((spec.name, ModelScores(cfg.loss.label, cfg.loss.name.value, cfg.seed, {},
+                                           key)))
+    out += [(label, ModelScores(label, f"restored:{label}", None, {}, label))
+            for label in restored_labels]
+    return out
+
+
+def _groups(members, scores_of):
+    from .restore.verdicts import group_models
+
+    return group_models(replace(m, scores=scores_of(name)) for name, m in members)
+
+
+def _reference(members, wanted: str | None) -> str | None:
+    """The reference group's label: ``wanted`` (refused in one line if there is no such
+    group), else the Laplace group's if there is one, else None."""
+    from .restore.verdicts import find_group
+
+    groups = _groups(members, lambda _name: {"psnr": [0.0]})  # refuses a model given twice
+    if wanted is not None:
+        return find_group(groups, wanted).label
+    laplace = [g for g in groups if g.method == LossName.LAPLACE.value]
+    return laplace[0].label if laplace else None
+
+
+def _print_verdicts(members, reference: str | None, scores_of) -> None:
+    """One verdict line per group against ``reference`` (restore/verdict_text.py)."""
+    from .restore.verdict_text import verdict_lines
+    from .restore.verdicts import group_verdicts
+
+    if not any(m.seed is not None for _, m in members):
+        return  # no trained models: nothing about seeds to say
+    groups = _groups(members, scores_of)
+    if len(groups) < 2:
+        return
+    if reference is None:
+        print("note: no verdicts: no Laplace models to compare against; pick a reference "
+              "group with --reference NAME")
+        return
+    seeds = [f"{g.label} {', '.join(map(str, g.seeds))}" for g in groups if not g.is_fixed]
+    print(f"Groups (same loss and settings; seeds): {' · '.join(seeds)}")
+    print(f"Verdicts against {reference} (effect: mean over frames and seeds; p: test "
+          "across seeds):")
+    for line in verdict_lines(group_verdicts(groups, reference)):
+        print(f"  {line}")
 
 
 def cmd_demo(args) -> int:
@@ -230,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .config.settings import add_train_arguments
 
-    p = sub.add_parser("train", help="train one model per --loss on a low/high pair")
+    p = sub.add_parser("train", help="train one model per --loss (and seed) on a low/high pair")
     p.add_argument("low", type=Path, help="low-exposure TIFF (YX or TYX)")
     p.add_argument("high", type=Path, help="high-exposure TIFF, same shape")
     p.add_argument("--loss", action="append", default=None,
@@ -269,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("care", "raw"), default="care")
     p.add_argument("--data-range", type=number(float, 0, inclusive=False), default=None,
                    help="for --metric raw (> 0)")
+    p.add_argument("--reference", metavar="NAME", default=None,
+                   help="group the verdicts compare against: a loss label or name (e.g. FFT), "
+                        "a baseline or a --restored NAME (default: the Laplace models)")
     _add_overwrite(p)
     _add_channel(p)
     p.set_defaults(func=cmd_evaluate)

@@ -14,6 +14,7 @@ from napari_care_losses.cli import build_parser
 from napari_care_losses.config.settings import (
     BY_NAME,
     PRESETS,
+    RUN_SETTINGS,
     SETTINGS,
     defaults,
     number,
@@ -187,8 +188,8 @@ def test_docs_settings_table_is_the_records():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
     table = settings_table()
     assert table in doc, "docs/settings.md is stale: python -m napari_care_losses.config.settings"
-    assert table.count("\n") == len(SETTINGS) + 2
-    assert all(f"| `{s.name}` | `{s.flag}` |" in table for s in SETTINGS)
+    assert table.count("\n") == len(SETTINGS) + len(RUN_SETTINGS) + 2
+    assert all(f"| `{s.name}` | `{s.flag}` |" in table for s in (*SETTINGS, *RUN_SETTINGS))
 
 
 def test_one_number_parser_for_every_flag(capsys):

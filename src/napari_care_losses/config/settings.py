@@ -109,6 +109,13 @@ SETTINGS: tuple[Setting, ...] = (
     S("norm_pmax", float, 99.8, "high percentile for normalising inputs", "Norm. high %",
       "--norm-pmax", 0, 100, step=0.1, expert=True),
 )
+#: Settings of a training *run*, not of one model (not TrainConfig fields): ``seeds`` trains
+#: that many models per loss, seeds ``seed`` … ``seed + seeds − 1``; each model's own config
+#: records its seed. CLI only for now (the dock: "–" in the table).
+SEEDS = S("seeds", int, 1, "models per loss, trained in turn with seeds seed … seed+N−1 "
+          "(each folder records its seed); 2 or more let evaluate separate the loss from the "
+          "seed", "Seeds", "--seeds", 1, 100)
+RUN_SETTINGS: tuple[Setting, ...] = (SEEDS,)
 del S
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -182,9 +189,10 @@ def settings_table() -> str:
 
     lines = ["| setting | CLI flag | dock | default (`fast`) | `study` | allowed | meaning |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for s in SETTINGS:
+    for s in (*SETTINGS, *RUN_SETTINGS):
         study = PRESETS["study"].get(s.name, s.default)
-        lines.append(f"| `{s.name}` | `{s.flag}` | {s.label}{' (expert)' if s.expert else ''} "
+        dock = "–" if s in RUN_SETTINGS else s.label + (" (expert)" if s.expert else "")
+        lines.append(f"| `{s.name}` | `{s.flag}` | {dock} "
                      f"| {s.default} | {study} | {allowed(s)} | {s.help} |")
     return "\n".join(lines) + "\n"
 
@@ -217,10 +225,25 @@ def number(kind: type, minimum: float | None = None, inclusive: bool = True):
     return parse
 
 
+def _checked(s: Setting):
+    """argparse ``type`` of a run setting: :func:`number`, then the record's bounds."""
+    parse_number = number(s.type)
+
+    def parse(value: str):
+        out = parse_number(value)
+        if (why := s.problem(out)) is not None:
+            raise argparse.ArgumentTypeError(why)
+        return out
+
+    parse.__name__ = s.type.__name__
+    return parse
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--preset``, one flag per setting and one per loss parameter to ``parser``.
 
-    Flags default to None: unset flags take the preset's value (``config.config_from_args``).
+    Flags default to None: unset flags take the preset's value (``config.config_from_args``);
+    the run settings (``--seeds``) have their own default.
     """
     parser.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                         help=f"starting values of every setting: {presets_help()}")
@@ -237,6 +260,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             kw["type"] = number(s.type)
             kw["metavar"] = "N" if s.type is int else "X"
         parser.add_argument(s.flag, **kw)
+    for s in RUN_SETTINGS:  # not preset values: their own default
+        parser.add_argument(s.flag, type=_checked(s), default=s.default, dest=s.name,
+                            metavar="N", help=f"{s.help} (default: {s.default})")
     for p in loss_params().values():
         users = ", ".join(r.name for r in param_users(p.name))
         parser.add_argument(f"--{p.name}", type=number(float), default=None, metavar="X",
