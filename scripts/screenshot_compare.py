@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_training_dock:  # both docks, as a user who trained and compares has them
         from napari_care_losses._widgets.training_widget import TrainingWidget
 
-        train_dock = viewer.window.add_dock_widget(TrainingWidget(viewer), name="Train CARE",
-                                                   area="right")
+        viewer.window.add_dock_widget(TrainingWidget(viewer), name="Train CARE", area="right")
     widget = CompareWidget(viewer)
     compare_dock = viewer.window.add_dock_widget(widget, name="Compare restorations",
                                                  area="right")
@@ -130,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, size in enumerate(args.sizes):
         width, height = (int(v) for v in size.split("x"))
         window.resize(width, height)
-        if not args.no_training_dock:  # the compare dock scrolls: give it most of the height
-            from qtpy.QtCore import Qt
-
-            window.resizeDocks([train_dock, compare_dock], [height // 3, height],
-                               Qt.Orientation.Vertical)
+        compare_dock.raise_()  # the two docks share the right area as tabs: compare in front
         for _ in range(3):  # let Qt lay out the window, then the canvas the grid and labels
             QTimer.singleShot(300, loop.quit)
             loop.exec_()
