@@ -23,6 +23,7 @@ import dataclasses
 import faulthandler
 import functools
 import os
+import select
 import signal
 import sys
 import threading
@@ -48,6 +49,11 @@ from .protocol import (
     Unpack,
 )
 
+#: Seconds between looks at the socket while an event waits to be sent.
+POLL_S = 0.2
+#: Seconds a stopped worker waits for napari to read its events before it drops them.
+UNREAD_GRACE_S = 5.0
+
 
 class Control:
     """The running request's view of the control messages: ``is_set``/``set`` (a stop
@@ -60,11 +66,12 @@ class Control:
         self._lock = threading.Lock()
         self._stop = False
         self.orphaned = False  # napari's end is closed: nobody reads our events
+        self.dropping = False  # stopped while napari reads no events: drop the rest
         self.every = 0
         self._frame = 0
 
     def begin(self, request: Request) -> None:
-        self._stop = False
+        self._stop = self.dropping = False
         if isinstance(request, Train):
             self.every, self._frame = request.preview_every, request.preview_frame
 
@@ -94,13 +101,32 @@ class Control:
 
     def send(self, event: object) -> None:
         """Send an event; once napari is gone, drop it (the request still runs to its
-        stop, so a training saves its model)."""
-        if self.orphaned:
+        stop, so a training saves its model).
+
+        Never blocked for good on a full socket: while napari does not read (its thread
+        worker may leave the generator when a dock closes), a Stop it sends is still read
+        here, and once stopped with events unread for :data:`UNREAD_GRACE_S` the rest are
+        dropped so that the model is saved and the worker exits."""
+        if self.orphaned or self.dropping:
             return
-        try:
-            self.conn.send(event)
-        except OSError:  # BrokenPipeError, ConnectionResetError: napari is gone
-            self.orphaned = True
+        fd, unread_s = self.conn.fileno(), 0.0
+        while True:
+            readable, writable, _ = select.select([fd], [fd], [], POLL_S)
+            if writable:
+                try:
+                    self.conn.send(event)  # small events: a writable socket takes them
+                except OSError:  # BrokenPipeError, ConnectionResetError: napari is gone
+                    self.orphaned = True
+                return
+            if readable:
+                self._read()  # a Stop (or napari's end closing)
+            if self.orphaned:
+                return
+            if self._stop:
+                unread_s += POLL_S
+                if unread_s >= UNREAD_GRACE_S:
+                    self.dropping = True
+                    return
 
 
 # ----------------------------------------------------------------------------- handlers
