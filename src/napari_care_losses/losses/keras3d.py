@@ -29,6 +29,7 @@ from .kernels import (  # noqa: E402
 )
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+#: Lower bound on per-scale SSIM / cs before the fractional powers of MS-SSIM.
 MSSSIM_EPS = 1e-6
 
 
@@ -189,22 +190,29 @@ def check_shape(y: tf.Tensor, grid: Grid, name: str, scales: bool = False) -> No
                          "to make_loss")
 
 
-def ms_ssim3(y_true: tf.Tensor, y_pred: tf.Tensor, grid: Grid) -> tf.Tensor:
-    """Mean MS-SSIM over volumes and channels, pooled as ``grid.msssim_pools()``."""
-    pools = grid.msssim_pools()
-    scales = len(pools) + 1
+def msssim_product(x: tf.Tensor, y: tf.Tensor, scales: int, terms, pool) -> tf.Tensor:
+    """Wang et al.'s MS-SSIM of 2D planes or volumes: the contrast-structure term of each
+    coarser scale and the SSIM of the last, weighted; ``terms(x, y)`` gives (ssim, cs) per
+    image, ``pool(t, j)`` downsamples after scale ``j``."""
     weights = np.asarray(MSSSIM_WEIGHTS[:scales], dtype=np.float64)
     weights = (weights / weights.sum()).astype(np.float32)
-    window = ssim_window(grid)
-    x, y = to_volumes(y_true), to_volumes(y_pred)
     value = 1.0
     for j in range(scales):
-        ssim, cs = ssim_terms(x, y, window)
+        ssim, cs = terms(x, y)
         term = ssim if j == scales - 1 else cs
         value = value * tf.pow(tf.maximum(term, MSSSIM_EPS), float(weights[j]))
         if j < scales - 1:
-            x, y = _pool(x, pools[j]), _pool(y, pools[j])
+            x, y = pool(x, j), pool(y, j)
     return tf.reduce_mean(value)
+
+
+def ms_ssim3(y_true: tf.Tensor, y_pred: tf.Tensor, grid: Grid) -> tf.Tensor:
+    """Mean MS-SSIM over volumes and channels, pooled as ``grid.msssim_pools()``."""
+    pools = grid.msssim_pools()
+    window = ssim_window(grid)
+    return msssim_product(to_volumes(y_true), to_volumes(y_pred), len(pools) + 1,
+                          lambda a, b: ssim_terms(a, b, window),
+                          lambda t, j: _pool(t, pools[j]))
 
 
 def msssim3_l1_loss(alpha: float, grid: Grid) -> LossFn:

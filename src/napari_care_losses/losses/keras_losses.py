@@ -21,7 +21,6 @@ import tensorflow as tf  # noqa: E402
 from . import keras3d  # noqa: E402
 from .grid import Grid  # noqa: E402
 from .kernels import (  # noqa: E402
-    MSSSIM_WEIGHTS,
     SSIM_K1,
     SSIM_K2,
     SSIM_MAX_VAL,
@@ -36,9 +35,6 @@ LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 #: The Keras form of each loss, by name: ``factory(**params[, patch_size][, grid]) -> LossFn``.
 KERAS_FORMS = Implementations("Keras form")
-
-#: Lower bound on per-scale SSIM / cs before the fractional powers of MS-SSIM.
-MSSSIM_EPS = 1e-6
 
 
 def _named(fn: LossFn, name: str, images: bool = False) -> LossFn:
@@ -239,18 +235,9 @@ def _ssim_terms(x: tf.Tensor, y: tf.Tensor, window: GaussianBlur) -> tuple[tf.Te
 
 def ms_ssim(y_true: tf.Tensor, y_pred: tf.Tensor, scales: int, window: GaussianBlur) -> tf.Tensor:
     """Mean MS-SSIM over images and channels, with ``scales`` dyadic scales."""
-    weights = np.asarray(MSSSIM_WEIGHTS[:scales], dtype=np.float64)
-    weights = (weights / weights.sum()).astype(np.float32)
-    x, y = _to_planes(y_true), _to_planes(y_pred)
-    value = 1.0
-    for j in range(scales):
-        ssim, cs = _ssim_terms(x, y, window)
-        term = ssim if j == scales - 1 else cs
-        value = value * tf.pow(tf.maximum(term, MSSSIM_EPS), float(weights[j]))
-        if j < scales - 1:
-            x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
-            y = tf.nn.avg_pool2d(y, 2, 2, "VALID")
-    return tf.reduce_mean(value)
+    return keras3d.msssim_product(_to_planes(y_true), _to_planes(y_pred), scales,
+                                  lambda a, b: _ssim_terms(a, b, window),
+                                  lambda t, _j: tf.nn.avg_pool2d(t, 2, 2, "VALID"))
 
 
 @KERAS_FORMS.register("msssim_l1")
