@@ -52,6 +52,19 @@ def pump(seconds: float) -> None:
     loop.exec()
 
 
+def tiny_training(form, outdir: Path) -> None:
+    """Set the training dock's form to one tiny MAE model (seconds on a CPU)."""
+    form.patch_size.setCurrentText("32")
+    form.patches_per_image.setValue(8)
+    form.epochs.setValue(1)
+    form.steps.setValue(2)
+    form.batch_size.setValue(4)
+    form.unet_depth.setValue(1)
+    form.unet_n_first.setValue(8)
+    form.outdir.setText(str(outdir))
+    form.set_losses("mae")
+
+
 def wait_until(cond, timeout: float, step: float = 0.05) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -246,16 +259,8 @@ def train_in_the_dock(s: Session, viewer, args) -> None:
     dock = TrainingWidget(viewer)
     viewer.window.add_dock_widget(dock, name="Train CARE", area="right")
     f = dock.form
-    f.patch_size.setCurrentText("32")
-    f.patches_per_image.setValue(8)
-    f.epochs.setValue(1)
-    f.steps.setValue(2)
-    f.batch_size.setValue(4)
-    f.unet_depth.setValue(1)
-    f.unet_n_first.setValue(8)
+    tiny_training(f, Path(args.out).parent / "dock_models")
     f.preview_every.setValue(1)
-    f.outdir.setText(str(Path(args.out).parent / "dock_models"))
-    f.set_losses("mae")
     before = len(REGISTRY)
     started = dock.start_training()
     s.check("training: started in the dock", started, dock.data_label.text())

@@ -21,7 +21,7 @@ import napari
 from qtpy.QtCore import QTimer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from napari_session import Session, pump, wait_until  # noqa: E402
+from napari_session import Session, pump, tiny_training, wait_until  # noqa: E402
 
 OUT = Path(os.environ["CARE_SCRIPT_OUT"])
 with open(f"{OUT}.runs", "a") as runs:  # every execution of this top level
@@ -76,16 +76,7 @@ def drive() -> None:
 def train_and_restore() -> None:
     from napari_care_losses._widgets.model_registry import REGISTRY
 
-    f = trainer.form
-    f.patch_size.setCurrentText("32")
-    f.patches_per_image.setValue(8)
-    f.epochs.setValue(1)
-    f.steps.setValue(2)
-    f.batch_size.setValue(4)
-    f.unet_depth.setValue(1)
-    f.unet_n_first.setValue(8)
-    f.outdir.setText(str(OUT.parent / "models"))
-    f.set_losses("mae")
+    tiny_training(trainer.form, OUT.parent / "models")
     t = time.monotonic()
     started = trainer.start_training()
     session.check("training started in the dock", started, trainer.status_label.text())
